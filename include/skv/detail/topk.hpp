@@ -1,0 +1,123 @@
+//! @file detail/topk.hpp
+//! Budgeted top-k in one pass with a bounded heap, as `SKV_HOST_DEVICE` code (this CCCL has no DeviceTopK).
+//!
+//! "Take units in rank order until their sizes reach a token budget" is the selection rule of SentenceKV, Quest,
+//! ChunkKV and SnapKV (units of size 1). A min-heap keeps the current best units; the worst one is dropped as
+//! soon as the others already cover the budget. O(n log h) with h <= budget + 1, no allocation, deterministic:
+//! equal scores rank by lower index first.
+#pragma once
+
+#include <skv/config.hpp>
+
+#include <cstdint>
+
+SKV_NAMESPACE_BEGIN
+namespace detail {
+
+//! True when (sa, ia) ranks below (sb, ib): lower score, or equal score and higher index.
+SKV_HOST_DEVICE SKV_FORCEINLINE bool ranks_below(float sa, std::int32_t ia, float sb, std::int32_t ib) {
+  return sa < sb || (sa == sb && ia > ib);
+}
+
+//! Min-heap (worst unit at the root) over parallel arrays.
+struct rank_heap {
+  float* score;
+  std::int32_t* id;
+  int size = 0;
+
+  SKV_HOST_DEVICE void swap_at(int a, int b) {
+    const float s = score[a];
+    score[a] = score[b];
+    score[b] = s;
+    const std::int32_t i = id[a];
+    id[a] = id[b];
+    id[b] = i;
+  }
+  SKV_HOST_DEVICE void push(float s, std::int32_t i) {
+    int c = size++;
+    score[c] = s;
+    id[c] = i;
+    while (c > 0) {
+      const int parent = (c - 1) / 2;
+      if (!ranks_below(score[c], id[c], score[parent], id[parent])) break;
+      swap_at(c, parent);
+      c = parent;
+    }
+  }
+  SKV_HOST_DEVICE void sift_down(int c, int n) {
+    for (;;) {
+      int w = c;
+      const int l = 2 * c + 1, r = l + 1;
+      if (l < n && ranks_below(score[l], id[l], score[w], id[w])) w = l;
+      if (r < n && ranks_below(score[r], id[r], score[w], id[w])) w = r;
+      if (w == c) return;
+      swap_at(c, w);
+      c = w;
+    }
+  }
+  SKV_HOST_DEVICE void pop() {
+    --size;
+    score[0] = score[size];
+    id[0] = id[size];
+    sift_down(0, size);
+  }
+  //! Sorts the heap's units best first, in place (heap sort: repeatedly move the worst to the back).
+  SKV_HOST_DEVICE void sort_best_first() {
+    for (int n = size; n > 1; --n) {
+      swap_at(0, n - 1);
+      sift_down(0, n - 1);
+    }
+  }
+};
+
+//! Units `i in [0, n)` with `weight(i) > 0` compete; returns how many were kept in `heap` (scratch of capacity
+//! `budget + 1`), sorted best first. The kept units are the shortest best-ranked prefix whose weights reach
+//! `budget` (all units when they do not).
+template <class Score, class Weight>
+SKV_HOST_DEVICE int budget_topk(std::int32_t n, Score score, Weight weight, std::int64_t budget, float* heap_score,
+                                std::int32_t* heap_id) {
+  rank_heap heap{heap_score, heap_id, 0};
+  std::int64_t total = 0;
+  if (budget <= 0) return 0;
+  for (std::int32_t i = 0; i < n; ++i) {
+    const std::int64_t w = weight(i);
+    if (w <= 0) continue;
+    const float s = score(i);
+    if (heap.size > 0 && total >= budget && !ranks_below(heap.score[0], heap.id[0], s, i)) continue;
+    heap.push(s, i);
+    total += w;
+    while (heap.size > 1 && total - weight(heap.id[0]) >= budget) {
+      total -= weight(heap.id[0]);
+      heap.pop();
+    }
+  }
+  heap.sort_best_first();
+  return heap.size;
+}
+
+//! In-place ascending heap sort of int32 keys (device-safe, no allocation).
+SKV_HOST_DEVICE inline void sort_ascending(std::int32_t* a, int n) {
+  auto sift = [a](int c, int m) {
+    for (;;) {
+      int w = c;
+      const int l = 2 * c + 1, r = l + 1;
+      if (l < m && a[l] > a[w]) w = l;
+      if (r < m && a[r] > a[w]) w = r;
+      if (w == c) return;
+      const std::int32_t t = a[c];
+      a[c] = a[w];
+      a[w] = t;
+      c = w;
+    }
+  };
+  for (int i = n / 2 - 1; i >= 0; --i) sift(i, n);
+  for (int m = n; m > 1; --m) {
+    const std::int32_t t = a[0];
+    a[0] = a[m - 1];
+    a[m - 1] = t;
+    sift(0, m - 1);
+  }
+}
+
+} // namespace detail
+SKV_NAMESPACE_END

@@ -1,0 +1,36 @@
+//! @file summarizer/mean_key_summarizer.hpp
+//! SentenceKV's semantic vector (arXiv 2504.00970 §3.2): the mean of a segment's retained post-RoPE keys, scored by a
+//! plain dot product with the decode query, summed over the query heads of the KV group.
+#pragma once
+
+#include <skv/numeric.hpp>
+
+SKV_NAMESPACE_BEGIN
+
+struct mean_key_summarizer {
+  static constexpr int vectors = 1;
+
+  template <class T, class KeyRow>
+  SKV_HOST_DEVICE static void summarize(KeyRow key, int count, int dim, T* out) {
+    const float inv = 1.f / float(count);
+    for (int d = 0; d < dim; ++d) {
+      float s = 0.f;
+      for (int i = 0; i < count; ++i) s += to_float(key(i)[d]);
+      out[d] = from_float<T>(s * inv);
+    }
+  }
+
+  //! sum_g q_g . mean  =  (sum_g q_g) . mean.
+  template <class T>
+  SKV_HOST_DEVICE static float score(const float* q, int group, int dim, const T* mean) {
+    float s = 0.f;
+    for (int d = 0; d < dim; ++d) {
+      float qd = 0.f;
+      for (int g = 0; g < group; ++g) qd += q[g * dim + d];
+      s += qd * to_float(mean[d]);
+    }
+    return s;
+  }
+};
+
+SKV_NAMESPACE_END
