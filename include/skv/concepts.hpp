@@ -16,11 +16,20 @@ SKV_NAMESPACE_BEGIN
 
 namespace detail {
 //! Stand-ins used to check the concepts: a float layer on either tier, and a key-row accessor.
-template <tier Tier>
-using probe_layer = layer_state<float, Tier>;
 struct probe_key_rows {
   SKV_HOST_DEVICE const float* operator()(int) const { return nullptr; }
 };
+struct probe_summarizer {
+  static constexpr int vectors = 1;
+  template <class T, class KeyRow>
+  SKV_HOST_DEVICE static void summarize(KeyRow, int, int, T*) {}
+  template <class T>
+  SKV_HOST_DEVICE static float score(const float*, int, int, const T*) {
+    return 0.f;
+  }
+};
+template <tier Tier>
+using probe_layer = layer_state<float, Tier, probe_summarizer>;
 } // namespace detail
 
 //! segmenter: how tokens are grouped. Requires

@@ -147,7 +147,7 @@ public:
   using offloader_type = Off;
   using value_type = T;
   static constexpr tier store_tier = Off::store_tier;
-  using layer_type = detail::layer_state<T, store_tier>;
+  using layer_type = detail::layer_state<T, store_tier, Sum>;
 
   //! Options of the cache: each policy's own options, nested, plus the cache's.
   struct options {

@@ -10,7 +10,9 @@ namespace skv::llama::detail {
 // Cody-Waite reduction + Cephes degree-6 polynomial, ~1 ulp; written branch-free
 // so the compiler vectorizes it -- std::exp does not vectorize without -ffast-math.
 inline float fast_exp(float x) noexcept {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    // Two independent selects (not nested) so GCC if-converts and vectorizes.
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
     const float magic = 12582912.0f; // 1.5 * 2^23: adding it rounds to an integer
     const float kf = (x * 1.44269504088896341f + magic) - magic;
     const float r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
@@ -31,12 +33,11 @@ inline void softmax(float* x, int n) noexcept {
     float mx = x[0];
 #pragma omp simd reduction(max : mx)
     for (int i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+#pragma omp simd
+    for (int i = 0; i < n; ++i) x[i] = fast_exp(x[i] - mx);
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < n; ++i) {
-        x[i] = fast_exp(x[i] - mx);
-        sum += x[i];
-    }
+    for (int i = 0; i < n; ++i) sum += x[i];
     const float inv = 1.0f / sum;
 #pragma omp simd
     for (int i = 0; i < n; ++i) x[i] *= inv;

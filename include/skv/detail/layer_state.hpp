@@ -86,10 +86,11 @@ struct prefill_input {
   std::vector<std::int32_t> seq_len;     //!< [batch]
 };
 
-//! One layer of a cache whose retained tokens live on tier `StoreTier`.
-template <class T, tier StoreTier>
+//! One layer of a cache whose retained tokens live on tier `StoreTier`, summarized by `Sum`.
+template <class T, tier StoreTier, class Sum>
 struct layer_state {
   using value_type = T;
+  using summarizer_type = Sum;
   static constexpr tier store_tier = StoreTier;
 
   int layer = 0, num_layers = 1;
