@@ -129,6 +129,35 @@ struct export_positions {
     out[out_off[p] + j] = pos[store_off[p] + row];
   }
 };
+template <class T>
+struct keep_rows {
+  const T* k;
+  const T* v;
+  const std::int32_t* pos;
+  const std::int64_t* off;
+  T* nk;
+  T* nv;
+  std::int32_t* npos;
+  const std::int64_t* noff;
+  const std::int64_t* keep_off;
+  const std::int32_t* keep;
+  int dim;
+  std::int64_t max_rows;
+  SKV_HOST_DEVICE void operator()(std::int64_t i) const {
+    const std::int64_t p = i / max_rows, r = i % max_rows;
+    if (r >= keep_off[p + 1] - keep_off[p]) return;
+    const std::int64_t src = off[p] + keep[keep_off[p] + r], dst = noff[p] + r;
+    for (int d = 0; d < dim; ++d) {
+      nk[dst * dim + d] = k[src * dim + d];
+      nv[dst * dim + d] = v[src * dim + d];
+    }
+    npos[dst] = pos[src];
+  }
+};
+struct scale_by {
+  float s;
+  SKV_HOST_DEVICE float operator()(float x) const { return x * s; }
+};
 } // namespace detail
 
 //! The generic KV cache. One instance holds every layer of one batch of sequences.
@@ -332,7 +361,7 @@ public:
     const std::int64_t items = lanes * chunks;
     q_scaled_.resize(L.q.size());
     const float scale = softmax_scale();
-    thrust::transform(thrust::device, L.q.begin(), L.q.end(), q_scaled_.begin(), scale_by{scale});
+    thrust::transform(thrust::device, L.q.begin(), L.q.end(), q_scaled_.begin(), detail::scale_by{scale});
     part_ml_.resize(std::size_t(items) * detail::attend_group_block * 2);
     part_acc_.resize(std::size_t(items) * detail::attend_group_block * D);
     detail::attend_params<T> prm{raw(q_scaled_), raw(L.fetched.k_base), raw(L.fetched.v_base), L.fetched.slots,
@@ -422,10 +451,6 @@ public:
   }
 
 private:
-  struct scale_by {
-    float s;
-    SKV_HOST_DEVICE float operator()(float x) const { return x * s; }
-  };
 
   static std::int64_t parallelism() {
 #if defined(SKV_BACKEND_CUDA)
@@ -625,7 +650,7 @@ private:
     next.v.resize(total * L.dim());
     next.pos.resize(total);
     detail::parallel_for(std::int64_t(P) * max_rows,
-                         keep_rows{raw(L.store.k), raw(L.store.v), raw(L.store.pos), raw(L.store.layout.d_offset),
+                         detail::keep_rows<T>{raw(L.store.k), raw(L.store.v), raw(L.store.pos), raw(L.store.layout.d_offset),
                                    raw(next.k), raw(next.v), raw(next.pos), raw(next.layout.d_offset), raw(keep.d_offset),
                                    raw(keep.index), L.dim(), max_rows});
     L.store = std::move(next);
@@ -634,30 +659,6 @@ private:
     off_[layer].reset();
   }
 
-  struct keep_rows {
-    const T* k;
-    const T* v;
-    const std::int32_t* pos;
-    const std::int64_t* off;
-    T* nk;
-    T* nv;
-    std::int32_t* npos;
-    const std::int64_t* noff;
-    const std::int64_t* keep_off;
-    const std::int32_t* keep;
-    int dim;
-    std::int64_t max_rows;
-    SKV_HOST_DEVICE void operator()(std::int64_t i) const {
-      const std::int64_t p = i / max_rows, r = i % max_rows;
-      if (r >= keep_off[p + 1] - keep_off[p]) return;
-      const std::int64_t src = off[p] + keep[keep_off[p] + r], dst = noff[p] + r;
-      for (int d = 0; d < dim; ++d) {
-        nk[dst * dim + d] = k[src * dim + d];
-        nv[dst * dim + d] = v[src * dim + d];
-      }
-      npos[dst] = pos[src];
-    }
-  };
 
   template <class Src>
   void load_q(layer_type& L, tensor_view<const Src> q) {

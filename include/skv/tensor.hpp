@@ -5,6 +5,7 @@
 #include <skv/config.hpp>
 
 #include <cstdint>
+#include <type_traits>
 
 SKV_NAMESPACE_BEGIN
 
@@ -21,7 +22,11 @@ struct tensor_view {
     return data + token * stride_token + head * stride_head;
   }
   //! The same view, read-only.
-  operator tensor_view<const T>() const { return {data, stride_token, stride_head}; }
+  template <class U = T>
+    requires(!std::is_const_v<U>)
+  operator tensor_view<const U>() const {
+    return {data, stride_token, stride_head};
+  }
 };
 
 //! Token-major `[tokens, heads, head_dim]` (FlashInfer's NHD).

@@ -1,0 +1,179 @@
+//! A deliberately naive SentenceKV, written from ../shared/reference/methods.md: loops, double precision,
+//! one (sequence, KV head) at a time, no Thrust and nothing shared with the library but the option values.
+#pragma once
+
+#include "reference.hpp"
+
+#include <map>
+#include <set>
+
+namespace ref {
+
+struct sentence_options {
+  std::set<std::int32_t> boundaries;
+  int max_length = 0, min_length = 0;
+  int budget = 1024, sink = 32, recent = 32;
+  bool prefilter = true;
+  double retention = 3;
+  int window = 32, kernel = 7;
+  bool fallback = true;
+  int threshold = 1;
+  bool mean_query = true; // false: the current query ranks (Quest)
+  bool minmax = false;    // rank by Quest's bound instead of the mean key
+  int fixed = 0;          // > 0: fixed chunks instead of sentences
+};
+
+//! One sequence's SentenceKV state, for every KV head.
+struct sentence_model {
+  sentence_options o;
+  int q_heads, kv_heads, dim;
+  double scale;
+  std::vector<std::int32_t> seg_begin;     // closed sentences
+  std::int64_t partial_begin = 0, n = 0;
+  std::vector<std::vector<std::int32_t>> retained; // [head] positions
+  std::vector<double> q_sum;                // [q_heads * dim]
+  int partial_queries = 0;
+  bool closed_last = false;
+
+  bool closes(std::int32_t id, std::int64_t len) const {
+    if (o.fixed > 0) return len >= o.fixed;
+    if (o.max_length > 0 && len >= o.max_length) return true;
+    return o.boundaries.count(id) && len >= o.min_length;
+  }
+
+  //! Prefill: segmentation, pre-filter (per KV head).
+  void prefill(const history& h, int seq, const std::vector<float>& q_rows /* [n, q_heads, dim] */) {
+    n = std::int64_t(h.ids[seq].size());
+    std::int64_t open = 0;
+    for (std::int64_t t = 0; t < n; ++t) {
+      if (open == 0) seg_begin.push_back(std::int32_t(t));
+      ++open;
+      if (closes(h.ids[seq][t], open)) open = 0;
+    }
+    partial_begin = n;
+    retained.assign(kv_heads, {});
+    const std::int64_t cap = std::int64_t(o.retention * o.budget);
+    const int G = q_heads / kv_heads;
+    for (int kh = 0; kh < kv_heads; ++kh) {
+      auto& keep = retained[kh];
+      if (!o.prefilter || n <= cap) {
+        for (std::int64_t t = 0; t < n; ++t) keep.push_back(std::int32_t(t));
+        continue;
+      }
+      const std::int64_t w = std::min<std::int64_t>(o.window, n), limit = n - w;
+      std::vector<double> score(n, 0.0);
+      for (std::int64_t i = 0; i < w; ++i) {
+        const std::int64_t t = n - w + i;
+        for (int g = 0; g < G; ++g) {
+          const float* q = &q_rows[(t * q_heads + kh * G + g) * dim];
+          std::vector<double> logit(t + 1);
+          double m = -INFINITY;
+          for (std::int64_t j = 0; j <= t; ++j) {
+            double s = 0;
+            for (int d = 0; d < dim; ++d) s += double(q[d]) * h.key(seq, j, kh)[d];
+            logit[j] = s * scale;
+            m = std::max(m, logit[j]);
+          }
+          double l = 0;
+          for (auto x : logit) l += std::exp(x - m);
+          for (std::int64_t j = 0; j <= t; ++j) score[j] += std::exp(logit[j] - m) / l;
+        }
+      }
+      std::vector<double> pooled(limit);
+      for (std::int64_t j = 0; j < limit; ++j) {
+        double mx = -INFINITY;
+        for (std::int64_t u = std::max<std::int64_t>(0, j - o.kernel / 2); u <= std::min(limit - 1, j + o.kernel / 2); ++u)
+          mx = std::max(mx, score[u]);
+        pooled[j] = mx;
+      }
+      std::vector<std::int32_t> order(limit);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return pooled[a] > pooled[b]; });
+      order.resize(cap - w);
+      for (std::int64_t j = limit; j < n; ++j) order.push_back(std::int32_t(j));
+      std::sort(order.begin(), order.end());
+      keep = order;
+    }
+    q_sum.assign(std::size_t(q_heads) * dim, 0.0);
+  }
+
+  //! A decoded token joins: K/V retained, query into the open sentence, maybe a sentence closes.
+  void append(std::int32_t id, const float* q /* [q_heads, dim] */) {
+    if (closed_last || partial_queries == 0) {
+      std::fill(q_sum.begin(), q_sum.end(), 0.0);
+      partial_queries = 0;
+    }
+    closed_last = false;
+    ++partial_queries;
+    for (std::size_t i = 0; i < q_sum.size(); ++i) q_sum[i] += q[i];
+    for (auto& r : retained) r.push_back(std::int32_t(n));
+    ++n;
+    if (closes(id, n - partial_begin)) {
+      seg_begin.push_back(std::int32_t(partial_begin));
+      partial_begin = n;
+      closed_last = true;
+    }
+  }
+
+  //! Positions selected for KV head `kh` under the current state; `current_q` is the step's query.
+  std::vector<std::int32_t> select(const history& h, int seq, int kh, const float* current_q) const {
+    const auto& r = retained[kh];
+    const std::int64_t len = std::int64_t(r.size());
+    if (o.fallback && partial_queries <= o.threshold) return r;
+    if (len <= o.budget) return r;
+    const int G = q_heads / kv_heads;
+    std::vector<double> qbar(std::size_t(G) * dim);
+    for (int g = 0; g < G; ++g)
+      for (int d = 0; d < dim; ++d) {
+        const std::size_t i = std::size_t(kh * G + g) * dim + d;
+        qbar[std::size_t(g) * dim + d] = o.mean_query ? q_sum[i] / partial_queries : current_q[i];
+      }
+    const std::int64_t head = std::min<std::int64_t>(o.sink, len), tail = std::min<std::int64_t>(o.recent, len - head);
+    // rank-eligible tokens: retained ranks [head, len - tail)
+    struct sent {
+      double score;
+      int id;
+      std::vector<std::int32_t> eligible;
+    };
+    std::vector<sent> sents;
+    for (std::size_t s = 0; s < seg_begin.size(); ++s) {
+      const std::int64_t lo = seg_begin[s], hi = s + 1 < seg_begin.size() ? seg_begin[s + 1] : partial_begin;
+      std::vector<std::int32_t> members; // ranks of retained tokens in [lo, hi)
+      for (std::int64_t k = 0; k < len; ++k)
+        if (r[k] >= lo && r[k] < hi) members.push_back(std::int32_t(k));
+      if (members.empty()) continue;
+      double score = 0;
+      for (int g = 0; g < G; ++g)
+        for (int d = 0; d < dim; ++d) {
+          double mean = 0, mn = INFINITY, mx = -INFINITY;
+          for (auto k : members) {
+            const double x = h.key(seq, r[k], kh)[d];
+            mean += x;
+            mn = std::min(mn, x);
+            mx = std::max(mx, x);
+          }
+          mean /= double(members.size());
+          const double qd = qbar[std::size_t(g) * dim + d];
+          score += o.minmax ? std::max(qd * mn, qd * mx) : qd * mean;
+        }
+      std::vector<std::int32_t> eligible;
+      for (auto k : members)
+        if (k >= head && k < len - tail) eligible.push_back(k);
+      if (!eligible.empty()) sents.push_back({score, int(s), eligible});
+    }
+    std::stable_sort(sents.begin(), sents.end(), [](const sent& a, const sent& b) { return a.score > b.score; });
+    std::set<std::int32_t> ranks;
+    for (std::int64_t k = 0; k < head; ++k) ranks.insert(std::int32_t(k));
+    for (std::int64_t k = len - tail; k < len; ++k) ranks.insert(std::int32_t(k));
+    std::int64_t left = o.budget - o.sink - o.recent;
+    for (const auto& s : sents) {
+      if (left <= 0) break;
+      for (std::size_t i = 0; i < s.eligible.size() && left > 0; ++i, --left) ranks.insert(s.eligible[i]);
+    }
+    std::vector<std::int32_t> out;
+    for (auto k : ranks) out.push_back(r[k]);
+    return out;
+  }
+};
+
+} // namespace ref
