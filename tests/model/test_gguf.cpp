@@ -378,6 +378,15 @@ TEST_CASE("error: truncated files") {
         CHECK(msg.find(cut.string()) != std::string::npos);
         CHECK(msg.find("truncated file") != std::string::npos);
     }
+    SUBCASE("every prefix of the header fails cleanly") {
+        const std::vector<uint8_t> whole = full;
+        for (std::size_t n = 0; n < f.data_offset(); n += 7) {
+            full.assign(whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(n));
+            gguf_writer::write_bytes(cut, full);
+            if (error_of([&] { (void)sl::gguf_file::open(cut); }).find("truncated") == std::string::npos)
+                FAIL("prefix of " << n << " bytes was not reported as truncated");
+        }
+    }
     SUBCASE("empty file") {
         full.clear();
         gguf_writer::write_bytes(cut, full);
@@ -435,6 +444,10 @@ TEST_CASE("tiny llama: forward matches a plain reference implementation") {
     MESSAGE("max |prefill - reference| = " << max_diff);
     CHECK(max_diff < 1e-3);
     CHECK(backend.n_cached(0) == 300);
+
+    // A one-token prompt.
+    const auto one = m.prefill(std::span<const int32_t>(tokens.data(), 1), backend);
+    for (int j = 0; j < 40; ++j) CHECK(one[j] == doctest::Approx(ref[0][j]).epsilon(1e-4));
 
     // Prefill of a prefix followed by decode steps gives the same logits.
     const std::vector<int32_t> prefix(tokens.begin(), tokens.begin() + 5);
