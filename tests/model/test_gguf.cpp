@@ -23,10 +23,19 @@ using sl::ggml_type;
 
 namespace {
 
+// Per-process scratch directory, removed at exit.
+struct scratch_dir {
+    fs::path path = fs::temp_directory_path() / ("skv_model_test_" + std::to_string(::getpid()));
+    scratch_dir() { fs::create_directories(path); }
+    ~scratch_dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
 fs::path temp_file(const std::string& name) {
-    const auto dir = fs::temp_directory_path() / ("skv_model_test_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    return dir / name;
+    static const scratch_dir dir;
+    return dir.path / name;
 }
 
 std::vector<float> random_floats(std::size_t n, uint32_t seed, float scale = 1.0f) {

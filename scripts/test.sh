@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it:
+#   1. CPU tests on the OMP and CPP backends (Release), plus examples and tools, via ctest
+#   2. the same tests under ASan + UBSan (CPP backend)
+#   3. the installed package, consumed by a tiny find_package(skv) project
+#   4. where nvcc exists: the CUDA tests and benchmarks compiled and linked for sm_90 (and sm_80)
+# Set SKV_TEST_SKIP=cuda,asan,... to skip stages while iterating.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+skip=",${SKV_TEST_SKIP:-},"
+stage() { printf '\n=== %s ===\n' "$*"; }
+
+stage "build (Release, OMP + CPP backends)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+stage "ctest"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+if [[ $skip != *,asan,* ]]; then
+  stage "sanitizers: ASan + UBSan (CPP backend)"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSKV_SANITIZE=address,undefined -DSKV_CPU_BACKENDS=CPP \
+    -DSKV_CUDA=OFF -DSKV_BUILD_EXAMPLES=OFF -DSKV_BUILD_BENCH=OFF -DSKV_BUILD_TOOLS=OFF >/dev/null
+  cmake --build build-asan -j"$jobs"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure
+fi
+
+if [[ $skip != *,install,* ]]; then
+  stage "installed package: find_package(skv CONFIG) from a consumer project"
+  rm -rf build-install build-consumer
+  cmake --install build --prefix "$PWD/build-install" >/dev/null
+  cmake -S tests/consumer -B build-consumer -DCMAKE_PREFIX_PATH="$PWD/build-install" >/dev/null
+  cmake --build build-consumer -j"$jobs"
+  ./build-consumer/skv_consumer
+fi
+
+if [[ $skip != *,cuda,* ]] && command -v nvcc >/dev/null 2>&1; then
+  stage "CUDA: compile and link tests and benchmarks (no GPU needed to build)"
+  cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DSKV_CUDA=ON -DSKV_CPU_BACKENDS=OMP \
+    -DCMAKE_CUDA_ARCHITECTURES="90;80" -DSKV_BUILD_EXAMPLES=OFF -DSKV_BUILD_TOOLS=OFF >/dev/null
+  cmake --build build-cuda -j"$jobs" --target skv_tests_cuda $(cmake --build build-cuda --target help | grep -o 'skv-bench-cuda' | head -1)
+  ./build-cuda/bin/skv_tests_cuda
+fi
+stage "all stages passed"
