@@ -228,7 +228,7 @@ TEST_CASE("slot swaps: fixed chunks instead of sentences, min/max bounds instead
           "offload") {
   scenario sc;
   SUBCASE("fixed_segmenter + mean keys") {
-    using C = skv::kv_cache<skv::fixed_segmenter, skv::mean_key_summarizer,
+    using C = skv::kv_cache<skv::fixed_segmenter<>, skv::mean_key_summarizer,
                             skv::semantic_topk_selector<skv::sentence_kv_defaults>, skv::host_offloader, float>;
     C::options o;
     o.segmenter.size = 10;

@@ -23,6 +23,64 @@ struct sentence_options {
   int fixed = 0;          // > 0: fixed chunks instead of sentences
 };
 
+//! Observation-window scores (SnapKV): for each position j, the softmax attention it receives from the last `w`
+//! prompt queries of the KV group of head `kh`, summed (double precision, causal inside the window).
+inline std::vector<double> window_scores(const history& h, int seq, int kh, const std::vector<float>& q_rows, int q_heads,
+                                         std::int64_t w, double scale) {
+  const std::int64_t n = std::int64_t(h.ids[seq].size());
+  const int dim = h.dim, G = q_heads / h.kv_heads;
+  std::vector<double> score(n, 0.0);
+  for (std::int64_t i = 0; i < w; ++i) {
+    const std::int64_t t = n - w + i;
+    for (int g = 0; g < G; ++g) {
+      const float* q = &q_rows[(t * q_heads + kh * G + g) * dim];
+      std::vector<double> logit(t + 1);
+      double m = -INFINITY;
+      for (std::int64_t j = 0; j <= t; ++j) {
+        double s = 0;
+        for (int d = 0; d < dim; ++d) s += double(q[d]) * h.key(seq, j, kh)[d];
+        logit[j] = s * scale;
+        m = std::max(m, logit[j]);
+      }
+      double l = 0;
+      for (auto x : logit) l += std::exp(x - m);
+      for (std::int64_t j = 0; j <= t; ++j) score[j] += std::exp(logit[j] - m) / l;
+    }
+  }
+  return score;
+}
+
+//! 1-D max pool (stride 1, padding kernel / 2) over positions [0, limit).
+inline std::vector<double> max_pool(const std::vector<double>& score, std::int64_t limit, int kernel) {
+  std::vector<double> pooled(limit);
+  for (std::int64_t j = 0; j < limit; ++j) {
+    double mx = -INFINITY;
+    for (std::int64_t u = std::max<std::int64_t>(0, j - kernel / 2); u <= std::min(limit - 1, j + kernel / 2); ++u)
+      mx = std::max(mx, score[u]);
+    pooled[j] = mx;
+  }
+  return pooled;
+}
+
+//! Indices of the `k` largest values (ties: lower index first), increasing.
+inline std::vector<std::int32_t> top_k(const std::vector<double>& v, std::int64_t k) {
+  std::vector<std::int32_t> order(v.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return v[a] > v[b]; });
+  order.resize(std::min<std::size_t>(order.size(), std::size_t(std::max<std::int64_t>(k, 0))));
+  std::sort(order.begin(), order.end());
+  return order;
+}
+
+//! The prompt queries of sequence `s` of a batch as [n, q_heads, dim] rows (NHD).
+inline std::vector<float> prompt_queries(const batch& b, int s) {
+  std::vector<float> rows;
+  for (std::int64_t r = b.indptr[s]; r < b.indptr[s + 1]; ++r)
+    for (int h = 0; h < b.q_heads; ++h)
+      for (int d = 0; d < b.dim; ++d) rows.push_back(b.qat(r, h, d));
+  return rows;
+}
+
 //! One sequence's SentenceKV state, for every KV head.
 struct sentence_model {
   sentence_options o;
@@ -53,7 +111,6 @@ struct sentence_model {
     partial_begin = n;
     retained.assign(kv_heads, {});
     const std::int64_t cap = std::int64_t(o.retention * o.budget);
-    const int G = q_heads / kv_heads;
     for (int kh = 0; kh < kv_heads; ++kh) {
       auto& keep = retained[kh];
       if (!o.prefilter || n <= cap) {
@@ -61,31 +118,7 @@ struct sentence_model {
         continue;
       }
       const std::int64_t w = std::min<std::int64_t>(o.window, n), limit = n - w;
-      std::vector<double> score(n, 0.0);
-      for (std::int64_t i = 0; i < w; ++i) {
-        const std::int64_t t = n - w + i;
-        for (int g = 0; g < G; ++g) {
-          const float* q = &q_rows[(t * q_heads + kh * G + g) * dim];
-          std::vector<double> logit(t + 1);
-          double m = -INFINITY;
-          for (std::int64_t j = 0; j <= t; ++j) {
-            double s = 0;
-            for (int d = 0; d < dim; ++d) s += double(q[d]) * h.key(seq, j, kh)[d];
-            logit[j] = s * scale;
-            m = std::max(m, logit[j]);
-          }
-          double l = 0;
-          for (auto x : logit) l += std::exp(x - m);
-          for (std::int64_t j = 0; j <= t; ++j) score[j] += std::exp(logit[j] - m) / l;
-        }
-      }
-      std::vector<double> pooled(limit);
-      for (std::int64_t j = 0; j < limit; ++j) {
-        double mx = -INFINITY;
-        for (std::int64_t u = std::max<std::int64_t>(0, j - o.kernel / 2); u <= std::min(limit - 1, j + o.kernel / 2); ++u)
-          mx = std::max(mx, score[u]);
-        pooled[j] = mx;
-      }
+      const auto pooled = max_pool(window_scores(h, seq, kh, q_rows, q_heads, w, scale), limit, o.kernel);
       std::vector<std::int32_t> order(limit);
       std::iota(order.begin(), order.end(), 0);
       std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return pooled[a] > pooled[b]; });

@@ -2,6 +2,7 @@
 //! `skv::kv_cache`: one generic KV cache composed of a segmenter, a summarizer, a selector and an offloader.
 #pragma once
 
+#include <skv/attention/attention_weights.hpp>
 #include <skv/attention/decode_attention.hpp>
 #include <skv/concepts.hpp>
 #include <skv/detail/segments.hpp>
@@ -176,6 +177,9 @@ public:
   using offloader_type = Off;
   using value_type = T;
   static constexpr tier store_tier = Off::store_tier;
+  //! Whether the cache keeps a per-segment table (store ranges, summaries) on the fast tier: only when something
+  //! reads it. Segment boundaries themselves are always tracked (host side).
+  static constexpr bool tracks_segments = Sel::needs_summaries || Sum::vectors > 0;
   using layer_type = detail::layer_state<T, store_tier, Sum>;
 
   //! Options of the cache: each policy's own options, nested, plus the cache's.
@@ -241,6 +245,8 @@ public:
 
   //! Drops every layer's contents (memory is released).
   void reset() {
+    last_keep_ = {};
+    last_keep_layer_ = -2;
     for (int l = 0; l < shape_.num_layers; ++l) {
       layers_[l] = layer_type{};
       sel_[l] = Sel(opts_.selector, l, shape_.num_layers);
@@ -273,12 +279,22 @@ public:
       s.n_tokens = s.partial_begin = in.seq_len[b]; // the prompt tail closes the last segment
     }
     detail::index_lists keep;
+    if (last_keep_layer_ == layer - 1 && layer > 0) {
+      next.previous_keep = &last_keep_;
+      next.previous_keep_lengths = last_keep_lengths_;
+    }
     sel.retain_prefill(next, in, keep);
     store_prefill(next, in, keep);
     rebuild_segments(next);
     next.prefilled = true;
+    next.previous_keep = nullptr;
     off_[layer].reset();
     layers_[layer] = std::move(next);
+    if constexpr (requires(const Sel& s) { s.reuses(); }) { // only selectors that reuse indices pay for this
+      last_keep_ = std::move(keep);
+      last_keep_lengths_ = in.seq_len;
+      last_keep_layer_ = layer;
+    }
   }
 
   //! Appends one decoded token per sequence to `layer`: K/V join the store, the query joins the open segment,
@@ -373,6 +389,14 @@ public:
       detail::parallel_for(std::int64_t(P) * G, detail::attend_merge<O, DD>{raw(part_ml_), raw(part_acc_), out,
                                                                            shape_.num_kv_heads, G, chunks, gblocks});
     });
+    if constexpr (requires(Sel& s, const fast_vector<float>& p, std::int64_t stride) { s.observe(L, p, stride); }) {
+      // selectors that learn from attention (H2O) get each selected token's weight, summed over the query group
+      probs_.resize(std::size_t(P) * max_n);
+      detail::parallel_for(P, detail::attention_weights<T>{raw(q_scaled_), raw(L.fetched.k_base), L.fetched.slots,
+                                                           raw(L.sel.count), raw(L.sel.all), L.fetched.slot_stride,
+                                                           raw(probs_), max_n, G, D});
+      sel_[layer].observe(L, probs_, max_n);
+    }
   }
 
   //! append + select + attend for one decode step of `layer`.
@@ -442,7 +466,8 @@ public:
       m.moved_to_fast += std::exchange(L.moved_to_fast, 0);
       m.moved_to_slow += std::exchange(L.moved_to_slow, 0);
     }
-    m.fast_bytes += allocated_bytes(q_scaled_) + allocated_bytes(part_ml_) + allocated_bytes(part_acc_);
+    m.fast_bytes += allocated_bytes(q_scaled_) + allocated_bytes(part_ml_) + allocated_bytes(part_acc_) +
+                    allocated_bytes(probs_) + allocated_bytes(last_keep_.index) + allocated_bytes(last_keep_.d_offset);
     return m;
   }
 
@@ -568,6 +593,7 @@ private:
 
   //! Recomputes the segment table from scratch (after prefill or eviction).
   void rebuild_segments(layer_type& L) {
+    if constexpr (!tracks_segments) return;
     const int P = L.pairs();
     std::vector<std::int64_t> caps(P), lens(P);
     for (int p = 0; p < P; ++p) {
@@ -584,6 +610,7 @@ private:
 
   //! Locates and summarizes segment rows: all of them (`all`) or the ones closed since the last call.
   void update_segments(layer_type& L, bool all) {
+    if constexpr (!tracks_segments) return;
     const int P = L.pairs(), H = L.kv_heads();
     auto& lay = L.segs.layout;
     std::vector<std::int32_t> from(P), rows(P);
@@ -684,6 +711,10 @@ private:
   std::vector<Off> off_;
   std::vector<layer_type> layers_;
   fast_vector<float> q_scaled_, part_ml_, part_acc_; //!< attention scratch, reused across calls
+  fast_vector<float> probs_;                         //!< attention weights for selectors that observe them
+  detail::index_lists last_keep_;                    //!< what the last prefilled layer retained (positions)
+  std::vector<std::int32_t> last_keep_lengths_;
+  int last_keep_layer_ = -2;
 };
 
 SKV_NAMESPACE_END

@@ -265,6 +265,13 @@ std::vector<float> model::decode(int32_t token, attention_backend& backend) {
     return forward(std::span<const int32_t>(&token, 1), backend, false, false);
 }
 
+void model::rewind(int n) {
+    if (n < 0 || n > n_past_)
+        throw std::out_of_range("model::rewind: n = " + std::to_string(n) + " outside [0, " + std::to_string(n_past_) +
+                                "]");
+    n_past_ = n;
+}
+
 std::vector<float> model::forward(std::span<const int32_t> tokens, attention_backend& backend, bool all_logits,
                                   bool is_prefill) {
     const int n = static_cast<int>(tokens.size());

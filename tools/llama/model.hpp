@@ -102,6 +102,10 @@ public:
 
     //! Tokens processed in the current sequence.
     int n_past() const noexcept { return n_past_; }
+    //! Rewind the current sequence to its first `n` tokens (0 <= n <= n_past()): the next decode() runs at
+    //! position `n`. The caller rewinds or replaces the backend's cache to match; this lets several KV caches
+    //! decode from one prefill (tools/eval). Throws std::out_of_range otherwise.
+    void rewind(int n);
 
 private:
     struct layer_weights;

@@ -106,6 +106,10 @@ struct layer_state {
   selection_state sel;
   fetch_result<T> fetched;
   std::size_t moved_to_fast = 0, moved_to_slow = 0;
+  //! During prefill only: what the previous layer retained (positions), and its prompt lengths, when the engine
+  //! prefilled that layer just before this one (ChunkKV's layer-wise index reuse); null otherwise.
+  const index_lists* previous_keep = nullptr;
+  std::vector<std::int32_t> previous_keep_lengths;
 
   int pairs() const { return batch * shape.num_kv_heads; }
   int kv_heads() const { return shape.num_kv_heads; }

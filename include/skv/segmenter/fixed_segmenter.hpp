@@ -8,9 +8,11 @@
 
 SKV_NAMESPACE_BEGIN
 
+//! @tparam DefaultSize the default of `options.size` (ChunkKV: 10, Quest: 16)
+template <int DefaultSize = 16>
 struct fixed_segmenter {
   struct options {
-    int size = 16; //!< tokens per segment
+    int size = DefaultSize; //!< tokens per segment
   };
   fixed_segmenter() = default;
   explicit fixed_segmenter(const options& o) : size_(o.size) {}
@@ -18,7 +20,7 @@ struct fixed_segmenter {
   void validate() const { detail::require(size_ >= 1, "skv::fixed_segmenter", "size", size_, ">= 1"); }
 
 private:
-  int size_ = 16;
+  int size_ = DefaultSize;
 };
 
 SKV_NAMESPACE_END

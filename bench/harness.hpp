@@ -1,0 +1,260 @@
+//! @file bench/harness.hpp
+//! What every skv-bench benchmark shares: the problem shapes, generated inputs with sentence structure, a
+//! type-erased runner around one `kv_cache` preset, and per-stage timing of a decode step.
+//!
+//! Inputs come from examples/synthetic.hpp (keys cluster by sentence, decode queries ask about planted needle
+//! sentences). They live on the fast tier (`skv::fast_vector`), so the same code runs on the CUDA backend.
+#pragma once
+
+#include <skv/skv.hpp>
+
+#include "synthetic.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace skv_bench {
+
+//! A model's attention geometry, by name.
+struct shape_spec {
+  const char* name;
+  int q_heads, kv_heads, head_dim;
+};
+inline constexpr shape_spec llama3_8b{"llama3_8b", 32, 8, 128}; // Llama-3-8B: GQA 4, head_dim 128
+inline constexpr shape_spec smollm2{"smollm2", 9, 3, 64};       // SmolLM2-135M: GQA 3, head_dim 64
+
+inline void device_sync() {
+#if defined(SKV_BACKEND_CUDA)
+  cudaDeviceSynchronize();
+#endif
+}
+
+using clock = std::chrono::steady_clock;
+inline double seconds_since(clock::time_point t0) {
+  device_sync();
+  return std::chrono::duration<double>(clock::now() - t0).count();
+}
+
+//! Counter-based noise: roughly N(0, 1) (Irwin-Hall of 4 uniforms), cheap enough to fill GiB-sized buffers.
+template <class T>
+struct fill_noise {
+  T* x;
+  std::uint64_t seed;
+  SKV_HOST_DEVICE void operator()(std::int64_t i) const {
+    std::uint64_t z = seed + std::uint64_t(i) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    const float s = float(z & 0xffff) + float((z >> 16) & 0xffff) + float((z >> 32) & 0xffff) + float(z >> 48);
+    x[i] = skv::from_float<T>((s * (1.f / 65536.f) - 2.f) * 1.7320508f);
+  }
+};
+
+template <class T>
+skv::fast_vector<T> upload(const std::vector<float>& x) {
+  const std::vector<T> y = synthetic::to<T>(x);
+  return skv::fast_vector<T>(y.begin(), y.end());
+}
+
+//! One prompt of `tokens` tokens and a pool of decode tokens, on the fast tier, stored as `T`.
+template <class T>
+struct inputs {
+  static constexpr int pool = 32;
+  shape_spec shape;
+  std::int64_t tokens;
+  std::vector<std::int32_t> ids, indptr;
+  skv::fast_vector<T> k, v; //!< [tokens, kv_heads, head_dim] sentence-clustered keys, noise values
+  skv::fast_vector<T> q;    //!< [tokens, q_heads, head_dim] prompt queries (noise)
+  std::vector<skv::fast_vector<T>> dk, dv, dq; //!< [pool] decode tokens; queries point at the needle topic
+  std::vector<std::int32_t> step_id;           //!< scratch for decode_args::token_ids
+
+  inputs(std::int64_t n, const shape_spec& s) : shape(s), tokens(n) {
+    // queries of the prompt are generated separately (below): only the last `window` rows feed the policies
+    synthetic::workload w = synthetic::make(n, 1, s.kv_heads, s.head_dim, /*mean_sentence=*/24, /*needles=*/3);
+    w.q_heads = s.q_heads;
+    ids = w.ids;
+    indptr = {0, std::int32_t(n)};
+    k = upload<T>(w.k);
+    v = upload<T>(w.v);
+    q.resize(std::size_t(n) * s.q_heads * s.head_dim);
+    skv::detail::parallel_for(std::int64_t(q.size()), fill_noise<T>{skv::raw(q), 0x5eedull + std::uint64_t(n)});
+    for (int i = 0; i < pool; ++i) {
+      std::int32_t id;
+      std::vector<float> kq, vq, qq;
+      w.decode_token(id, kq, vq, qq, false);
+      dk.push_back(upload<T>(kq));
+      dv.push_back(upload<T>(vq));
+      dq.push_back(upload<T>(qq));
+    }
+    step_id.resize(1);
+  }
+
+  skv::prefill_args<T> prompt() const {
+    skv::prefill_args<T> a;
+    a.indptr = indptr;
+    a.token_ids = ids;
+    a.num_rows = tokens;
+    a.k = skv::nhd<const T>(skv::raw(k), shape.kv_heads, shape.head_dim);
+    a.v = skv::nhd<const T>(skv::raw(v), shape.kv_heads, shape.head_dim);
+    a.q = skv::nhd<const T>(skv::raw(q), shape.q_heads, shape.head_dim);
+    a.num_q_heads = shape.q_heads;
+    a.num_kv_heads = shape.kv_heads;
+    a.head_dim = shape.head_dim;
+    return a;
+  }
+  //! Decode token `i` of the stream; a boundary token closes the open sentence.
+  skv::decode_args<T> token(std::int64_t i, bool boundary) {
+    const int j = int(i % pool);
+    step_id[0] = boundary ? synthetic::boundary_id : std::int32_t(1000 + j);
+    skv::decode_args<T> a;
+    a.token_ids = step_id;
+    a.k = skv::nhd<const T>(skv::raw(dk[j]), shape.kv_heads, shape.head_dim);
+    a.v = skv::nhd<const T>(skv::raw(dv[j]), shape.kv_heads, shape.head_dim);
+    a.q = skv::nhd<const T>(skv::raw(dq[j]), shape.q_heads, shape.head_dim);
+    a.num_q_heads = shape.q_heads;
+    a.num_kv_heads = shape.kv_heads;
+    a.head_dim = shape.head_dim;
+    return a;
+  }
+};
+
+//! The inputs of the current (tokens, shape, type): one set at a time, since a 128K prompt takes GiBs.
+template <class T>
+std::shared_ptr<inputs<T>> get_inputs(std::int64_t n, const shape_spec& s) {
+  static std::weak_ptr<inputs<T>> cached;
+  static std::shared_ptr<void> hold; // shared across types: the previous type's set is released on a switch
+  auto p = cached.lock();
+  if (p && p->tokens == n && std::string(p->shape.name) == s.name) return p;
+  hold.reset();
+  p = std::make_shared<inputs<T>>(n, s);
+  cached = p;
+  hold = p;
+  return p;
+}
+
+//! Seconds spent in each part of one decode step.
+struct stage_times {
+  double append = 0, select = 0, fetch = 0, attend = 0;
+};
+
+//! One cache of one preset over one prompt, driven step by step.
+class runner {
+public:
+  virtual ~runner() = default;
+  virtual void prefill() = 0;
+  //! One decode step through the public API: `kv_cache::step` (append + select + attend).
+  virtual void step(bool boundary) = 0;
+  //! The same step, timed per part: append, selector, offloader fetch, attention.
+  virtual void step_parts(bool boundary, stage_times& t) = 0;
+  virtual skv::memory_ledger ledger() = 0;
+  virtual std::int64_t attended() = 0;       //!< tokens the last step attended to, summed over (sequence, KV head)
+  virtual std::int64_t retained() = 0;       //!< tokens held on either tier, summed over KV heads
+  virtual bool dense_step() = 0;             //!< the last step attended to every retained token
+  virtual std::size_t summary_bytes() = 0;   //!< bytes of segment summaries the selector scores
+  virtual int kv_bytes_per_element() const = 0;
+  bool warm = false; //!< the open sentence holds >= 2 queries: the next step is a steady (non-fallback) step
+};
+
+template <class Cache>
+typename Cache::options bench_options(int budget) {
+  typename Cache::options o;
+  if constexpr (requires { o.segmenter.boundaries; }) o.segmenter.boundaries = {synthetic::boundary_id};
+  if constexpr (requires { o.selector.budget; })
+    if (budget > 0) o.selector.budget = budget;
+  o.check_values = false;
+  return o;
+}
+
+template <class Cache>
+class cache_runner final : public runner {
+  using T = typename Cache::value_type;
+
+public:
+  cache_runner(std::shared_ptr<inputs<T>> in, int budget)
+      : in_(std::move(in)),
+        cache_(skv::model_shape{1, in_->shape.q_heads, in_->shape.kv_heads, in_->shape.head_dim},
+               bench_options<Cache>(budget)),
+        out_(std::size_t(in_->shape.q_heads) * in_->shape.head_dim) {}
+
+  void prefill() override {
+    cache_.prefill(0, in_->prompt());
+    open_ = 0;
+    closed_ = false;
+    warm = false;
+  }
+  void step(bool boundary) override {
+    cache_.step(0, in_->token(n_++, boundary), out());
+    after_step(boundary);
+  }
+  void step_parts(bool boundary, stage_times& t) override {
+    // kv_cache::select() is selector + offloader fetch; they are called one by one here to time them apart.
+    // The layer state is the cache's own, written by its policies exactly as kv_cache::select() does.
+    auto& L = const_cast<typename Cache::layer_type&>(cache_.layer_state(0));
+    const auto tok = in_->token(n_++, boundary);
+    auto t0 = clock::now();
+    cache_.append(0, tok);
+    t.append = seconds_since(t0);
+    t0 = clock::now();
+    cache_.selector(0).select(L);
+    L.sel.download();
+    t.select = seconds_since(t0);
+    t0 = clock::now();
+    cache_.offloader(0).fetch(L);
+    L.sel.valid = true;
+    t.fetch = seconds_since(t0);
+    t0 = clock::now();
+    cache_.attend(0, out());
+    t.attend = seconds_since(t0);
+    after_step(boundary);
+  }
+  skv::memory_ledger ledger() override { return cache_.ledger(); }
+  std::int64_t attended() override { return cache_.selection_nnz(0); }
+  std::int64_t retained() override {
+    std::int64_t n = 0;
+    for (int h = 0; h < in_->shape.kv_heads; ++h) n += cache_.retained(0, 0, h);
+    return n;
+  }
+  bool dense_step() override {
+    const auto& L = cache_.layer_state(0);
+    for (int p = 0; p < L.pairs(); ++p)
+      if (L.sel.count_host[p] < L.store.length(p)) return false;
+    return true;
+  }
+  std::size_t summary_bytes() override {
+    const auto& L = cache_.layer_state(0);
+    return std::size_t(L.segs.layout.total_length()) * std::size_t(L.segs.vectors) * L.dim() * sizeof(T);
+  }
+  int kv_bytes_per_element() const override { return int(sizeof(T)); }
+
+private:
+  skv::tensor_view<float> out() { return skv::nhd(skv::raw(out_), in_->shape.q_heads, in_->shape.head_dim); }
+  void after_step(bool boundary) {
+    // queries in the open sentence (methods.md steps 5-6): the step after a boundary starts a new sentence with one
+    // query, which is a fallback step; the next step is steady when the open sentence will hold >= 2 queries
+    open_ = (closed_ || open_ == 0) ? 1 : open_ + 1;
+    closed_ = boundary;
+    warm = !closed_ && open_ >= 1;
+  }
+  std::shared_ptr<inputs<T>> in_;
+  Cache cache_;
+  skv::fast_vector<float> out_;
+  std::int64_t n_ = 0;
+  int open_ = 0;
+  bool closed_ = false;
+};
+
+//! Builds a runner for (tokens, shape, budget) of one preset and storage type.
+using runner_factory = std::function<std::unique_ptr<runner>(std::int64_t, const shape_spec&, int)>;
+
+template <template <class> class Preset, class T>
+runner_factory factory() {
+  return [](std::int64_t n, const shape_spec& s, int budget) -> std::unique_ptr<runner> {
+    return std::make_unique<cache_runner<Preset<T>>>(get_inputs<T>(n, s), budget);
+  };
+}
+
+} // namespace skv_bench
