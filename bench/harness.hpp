@@ -54,6 +54,11 @@ struct fill_noise {
   }
 };
 
+inline std::shared_ptr<void>& held_inputs() {
+  static std::shared_ptr<void> p;
+  return p;
+}
+
 template <class T>
 skv::fast_vector<T> upload(const std::vector<float>& x) {
   const std::vector<T> y = synthetic::to<T>(x);
@@ -72,16 +77,13 @@ struct inputs {
   std::vector<skv::fast_vector<T>> dk, dv, dq; //!< [pool] decode tokens; queries point at the needle topic
   std::vector<std::int32_t> step_id;           //!< scratch for decode_args::token_ids
 
-  inputs(std::int64_t n, const shape_spec& s) : shape(s), tokens(n) {
-    // queries of the prompt are generated separately (below): only the last `window` rows feed the policies
-    synthetic::workload w = synthetic::make(n, 1, s.kv_heads, s.head_dim, /*mean_sentence=*/24, /*needles=*/3);
-    w.q_heads = s.q_heads;
+  inputs(synthetic::workload& w, const shape_spec& s) : shape(s), tokens(w.tokens) {
     ids = w.ids;
-    indptr = {0, std::int32_t(n)};
+    indptr = {0, std::int32_t(tokens)};
     k = upload<T>(w.k);
     v = upload<T>(w.v);
-    q.resize(std::size_t(n) * s.q_heads * s.head_dim);
-    skv::detail::parallel_for(std::int64_t(q.size()), fill_noise<T>{skv::raw(q), 0x5eedull + std::uint64_t(n)});
+    q.resize(std::size_t(tokens) * s.q_heads * s.head_dim);
+    skv::detail::parallel_for(std::int64_t(q.size()), fill_noise<T>{skv::raw(q), 0x5eedull + std::uint64_t(tokens)});
     for (int i = 0; i < pool; ++i) {
       std::int32_t id;
       std::vector<float> kq, vq, qq;
@@ -122,17 +124,33 @@ struct inputs {
   }
 };
 
+//! The generated prompt (host, float) of the current (tokens, shape), shared by every storage type.
+inline synthetic::workload& host_workload(std::int64_t n, const shape_spec& s) {
+  static std::unique_ptr<synthetic::workload> w;
+  static std::string key;
+  const std::string want = std::string(s.name) + "/" + std::to_string(n);
+  if (!w || key != want) {
+    w.reset();
+    // prompt queries are generated separately (inputs::q): only the last `window` rows feed the policies, so the
+    // workload's own queries are made for one head
+    w = std::make_unique<synthetic::workload>(
+        synthetic::make(n, 1, s.kv_heads, s.head_dim, /*mean_sentence=*/24, /*needles=*/3));
+    w->q_heads = s.q_heads; // decode queries: every head of a group points at the needle topic
+    key = want;
+  }
+  return *w;
+}
+
 //! The inputs of the current (tokens, shape, type): one set at a time, since a 128K prompt takes GiBs.
 template <class T>
 std::shared_ptr<inputs<T>> get_inputs(std::int64_t n, const shape_spec& s) {
   static std::weak_ptr<inputs<T>> cached;
-  static std::shared_ptr<void> hold; // shared across types: the previous type's set is released on a switch
   auto p = cached.lock();
   if (p && p->tokens == n && std::string(p->shape.name) == s.name) return p;
-  hold.reset();
-  p = std::make_shared<inputs<T>>(n, s);
+  held_inputs().reset(); // the previous set (any type) goes unless a runner still holds it
+  p = std::make_shared<inputs<T>>(host_workload(n, s), s);
   cached = p;
-  hold = p;
+  held_inputs() = p;
   return p;
 }
 

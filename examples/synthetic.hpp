@@ -53,9 +53,9 @@ inline void normalize(float* x, int n) {
 }
 
 //! `tokens` tokens in sentences of about `mean_sentence` tokens; `needles` of them (spread over the depth) share
-//! the needle topic.
+//! the needle topic; the last `question` prompt queries ask about it.
 inline workload make(std::int64_t tokens, int q_heads, int kv_heads, int dim, int mean_sentence = 24, int needles = 3,
-                     std::uint32_t seed = 2025) {
+                     std::uint32_t seed = 2025, int question = 64) {
   workload w{q_heads, kv_heads, dim, tokens, {}, {}, {}, {}, {}, {}, {}, std::mt19937(seed)};
   auto& rng = w.rng;
   std::normal_distribution<float> nd;
@@ -99,7 +99,14 @@ inline workload make(std::int64_t tokens, int q_heads, int kv_heads, int dim, in
         w.v[i] = nd(rng);
       }
   }
+  // prompt queries: noise, except the last `question` ones, which ask about the needle (the question closes the
+  // prompt, as in RULER and LongBench) — what observation-window methods rely on
   for (auto& x : w.q) x = nd(rng);
+  const int G = q_heads / kv_heads;
+  for (std::int64_t t = std::max<std::int64_t>(0, tokens - question); t < tokens; ++t)
+    for (int h = 0; h < q_heads; ++h)
+      for (int d = 0; d < dim; ++d)
+        w.q[(std::size_t(t) * q_heads + h) * dim + d] = 0.5f * nd(rng) + 7.f * w.needle_dir[std::size_t(h / G) * dim + d];
   return w;
 }
 

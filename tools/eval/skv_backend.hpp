@@ -62,6 +62,7 @@ public:
     const recall_stats& recall() const { return recall_; }
 
 private:
+    void clear_tracking();
     void store_prompt(int layer, std::span<const std::int32_t> ids, const float* q, const float* k, const float* v,
                       int n_tokens);
 

@@ -1,0 +1,328 @@
+// skv-bench: the cost of every stage of every preset, on generated sentence-structured inputs.
+//
+// Benchmarks are named <stage>/<preset>/ctx:<N>/budget:<B>/shape:<name>/kv:<type>:
+//   prefill_policy          kv_cache::prefill (segment + pre-filter + summarize + offload); no dense attention
+//   select                  the selector of one steady decode step (kv_cache::select without the fetch)
+//   fetch                   the offloader's fetch of that step (slow -> fast copies, with reuse)
+//   attend                  kv_cache::attend over the selection (dense_attend: full_kv over the whole context)
+//   decode_step             kv_cache::step (append + select + fetch + attend), steady state: the open sentence
+//                           has >= 2 queries, so SentenceKV selects (no fallback)
+//   decode_step_amortized   kv_cache::step over a stream with a sentence boundary every 24 tokens: 1 step in 24 is
+//                           a fallback step over the whole cache (methods.md step 6)
+//   prefill_attention       dense causal prefill attention (bench/dense_prefill.hpp): the prefill denominator
+// Each decode benchmark runs whole steps and reports the time of its stage (manual time).
+//
+// Usage: skv-bench [--quick] [Google Benchmark flags]. --quick runs a small subset in seconds (CI).
+#include "dense_prefill.hpp"
+#include "harness.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+// ---- the presets ------------------------------------------------------------------------------------------------
+// One line per preset of include/skv/presets.hpp (`template <storage_type T> using NAME = kv_cache<...>`).
+#define SKV_BENCH_PRESETS(X)                                                                                           \
+  X(full_kv)                                                                                                           \
+  X(streaming_llm)                                                                                                     \
+  X(sentence_kv)                                                                                                       \
+  X(sentence_kv_lossless)                                                                                              \
+  X(sentence_kv_paper)
+// Presets also measured with float and half K/V (the rest: bfloat16 only).
+#define SKV_BENCH_TYPED_PRESETS(X)                                                                                     \
+  X(full_kv)                                                                                                           \
+  X(sentence_kv)                                                                                                       \
+  X(sentence_kv_lossless)
+
+namespace skv_bench {
+namespace {
+
+struct preset_entry {
+  const char* name;
+  const char* type;
+  runner_factory make;
+};
+
+std::vector<preset_entry> presets_of(const char* type) {
+  std::vector<preset_entry> v;
+#define SKV_BENCH_BF16(name) v.push_back({#name, "bfloat16", factory<skv::name, skv::bfloat16>()});
+#define SKV_BENCH_FLOAT(name) v.push_back({#name, "float", factory<skv::name, float>()});
+#define SKV_BENCH_HALF(name) v.push_back({#name, "half", factory<skv::name, skv::half>()});
+  if (std::strcmp(type, "bfloat16") == 0) { SKV_BENCH_PRESETS(SKV_BENCH_BF16) }
+  else if (std::strcmp(type, "float") == 0) { SKV_BENCH_TYPED_PRESETS(SKV_BENCH_FLOAT) }
+  else { SKV_BENCH_TYPED_PRESETS(SKV_BENCH_HALF) }
+#undef SKV_BENCH_BF16
+#undef SKV_BENCH_FLOAT
+#undef SKV_BENCH_HALF
+  return v;
+}
+
+// ---- machine reference: memory read bandwidth -----------------------------------------------------------------
+struct read_chunks {
+  const std::uint32_t* x;
+  std::int64_t chunk;
+  std::uint32_t* out;
+  SKV_HOST_DEVICE void operator()(std::int64_t c) const {
+    const std::uint32_t* p = x + c * chunk;
+    std::uint32_t lane[16] = {};
+    for (std::int64_t i = 0; i < chunk; i += 16)
+      for (int e = 0; e < 16; ++e) lane[e] += p[i + e];
+    std::uint32_t s = 0;
+    for (int e = 0; e < 16; ++e) s ^= lane[e];
+    out[c] = s;
+  }
+};
+struct fill_index {
+  std::uint32_t* x;
+  SKV_HOST_DEVICE void operator()(std::int64_t i) const { x[i] = std::uint32_t(i * 2654435761u); }
+};
+
+//! Best of `reps` parallel reads of a `bytes` buffer, in GB/s (1e9 bytes per second).
+double measure_read_bandwidth(std::size_t bytes, int reps) {
+  const std::int64_t chunk = 16384, n = std::int64_t(bytes / 4) / chunk * chunk, chunks = n / chunk;
+  skv::fast_vector<std::uint32_t> x(std::size_t(n), 0u), out(std::size_t(chunks), 0u);
+  skv::detail::parallel_for(n, fill_index{skv::raw(x)});
+  double best = 0;
+  std::uint32_t sink = 0;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = clock::now();
+    skv::detail::parallel_for(chunks, read_chunks{skv::raw(x), chunk, skv::raw(out)});
+    const double s = seconds_since(t0);
+    best = std::max(best, double(n) * 4 / s / 1e9);
+    sink ^= out[std::size_t(r % chunks)];
+  }
+  benchmark::DoNotOptimize(sink);
+  return best;
+}
+
+double g_mem_bw = 0; // GB/s, measured at start-up
+
+// ---- benchmark bodies -----------------------------------------------------------------------------------------
+enum class stage { prefill_policy, select, fetch, attend, decode_step, decode_step_amortized };
+const char* stage_name(stage s, bool dense) {
+  switch (s) {
+  case stage::prefill_policy: return "prefill_policy";
+  case stage::select: return "select";
+  case stage::fetch: return "fetch";
+  case stage::attend: return dense ? "dense_attend" : "attend";
+  case stage::decode_step: return "decode_step";
+  default: return "decode_step_amortized";
+  }
+}
+
+struct config {
+  preset_entry preset;
+  const shape_spec* shape;
+  std::int64_t ctx;
+  int budget; // 0: the preset's own (full_kv: everything)
+  std::string key() const {
+    return std::string(preset.name) + "/" + preset.type + "/" + shape->name + "/" + std::to_string(ctx) + "/" +
+           std::to_string(budget);
+  }
+};
+
+//! The runner of the configuration being measured; consecutive stages of one configuration share it (its cache
+//! keeps growing by one token per step, a few hundred tokens over all stages).
+runner& get_runner(const config& c) {
+  static std::unique_ptr<runner> current;
+  static std::string key;
+  if (!current || key != c.key()) {
+    current.reset();
+    current = c.preset.make(c.ctx, *c.shape, c.budget);
+    current->prefill();
+    key = c.key();
+  }
+  return *current;
+}
+
+void set_bandwidth(benchmark::State& st, double bytes_per_iter, double seconds_per_iter) {
+  const double gbps = seconds_per_iter > 0 ? bytes_per_iter / seconds_per_iter / 1e9 : 0;
+  st.counters["GBps"] = gbps;
+  st.counters["bw_frac"] = g_mem_bw > 0 ? gbps / g_mem_bw : 0;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+
+void run_prefill_policy(benchmark::State& st, const config& c) {
+  runner& r = get_runner(c);
+  r.ledger();
+  double total = 0, offloaded = 0;
+  std::vector<double> times;
+  for (auto _ : st) {
+    const auto t0 = clock::now();
+    r.prefill();
+    const double t = seconds_since(t0);
+    st.SetIterationTime(t);
+    total += t;
+    times.push_back(t);
+    offloaded += double(r.ledger().moved_to_slow);
+  }
+  const auto m = r.ledger();
+  const double n = double(st.iterations());
+  st.counters["offload_B"] = offloaded / n;
+  st.counters["moved_B"] = 0;
+  st.counters["fast_B"] = double(m.fast_bytes);
+  st.counters["slow_B"] = double(m.slow_bytes);
+  st.counters["tokens"] = double(r.retained()); // retained after prefill, summed over KV heads
+  st.counters["median_us"] = median(times) * 1e6;
+  const double input = double(c.ctx) * c.shape->kv_heads * c.shape->head_dim * 2 * r.kv_bytes_per_element();
+  set_bandwidth(st, input, total / n);
+}
+
+void run_decode(benchmark::State& st, const config& c, stage s) {
+  runner& r = get_runner(c);
+  const bool amortized = s == stage::decode_step_amortized;
+  const bool whole = amortized || s == stage::decode_step;
+  if (!amortized)
+    while (!r.warm) r.step(false); // reach a steady step: the open sentence holds >= 2 queries
+  r.ledger();
+  double total = 0, moved = 0, tokens = 0, dense = 0, bytes = 0;
+  std::vector<double> times;
+  std::int64_t i = 0;
+  const double row = 2.0 * c.shape->head_dim * r.kv_bytes_per_element(); // K + V of one token, one KV head
+  for (auto _ : st) {
+    const bool boundary = amortized && i % 24 == 0; // sentences of 24 tokens
+    double t;
+    if (whole) {
+      const auto t0 = clock::now();
+      r.step(boundary);
+      t = seconds_since(t0);
+    } else {
+      stage_times p;
+      r.step_parts(false, p);
+      t = s == stage::select ? p.select : s == stage::fetch ? p.fetch : p.attend;
+    }
+    st.SetIterationTime(t);
+    total += t;
+    times.push_back(t);
+    const double mv = double(r.ledger().moved_to_fast), att = double(r.attended());
+    moved += mv;
+    tokens += att;
+    dense += r.dense_step() ? 1 : 0;
+    bytes += s == stage::select ? double(r.summary_bytes()) : s == stage::fetch ? mv : att * row;
+    ++i;
+  }
+  const auto m = r.ledger();
+  const double n = double(st.iterations());
+  st.counters["moved_B"] = moved / n;
+  st.counters["fast_B"] = double(m.fast_bytes);
+  st.counters["slow_B"] = double(m.slow_bytes);
+  st.counters["tokens"] = tokens / n;
+  st.counters["dense_frac"] = dense / n;
+  st.counters["median_us"] = median(times) * 1e6;
+  set_bandwidth(st, bytes / n, total / n);
+}
+
+void run_prefill_attention(benchmark::State& st, std::int64_t ctx, const shape_spec& s) {
+  using T = skv::bfloat16;
+  auto in = get_inputs<T>(ctx, s);
+  skv::fast_vector<float> out(std::size_t(ctx) * s.q_heads * s.head_dim);
+  double total = 0;
+  for (auto _ : st) {
+    const auto t0 = clock::now();
+    skv::detail::dispatch_head_dim(s.head_dim, [&](auto d) {
+      constexpr int D = decltype(d)::value;
+      skv::detail::parallel_for(causal_prefill_items(ctx, s.q_heads),
+                                causal_prefill_attention<T, D>{skv::raw(in->q), skv::raw(in->k), skv::raw(in->v),
+                                                               skv::raw(out), ctx, s.q_heads, s.kv_heads,
+                                                               1.f / std::sqrt(float(s.head_dim))});
+    });
+    const double t = seconds_since(t0);
+    st.SetIterationTime(t);
+    total += t;
+  }
+  const double n = double(st.iterations());
+  st.counters["GFLOPS"] = causal_prefill_flops(ctx, s.q_heads, s.head_dim) / (total / n) / 1e9;
+  st.counters["tokens"] = double(ctx);
+  const double input = double(ctx) * s.head_dim * (2.0 * s.kv_heads + s.q_heads) * sizeof(T);
+  set_bandwidth(st, input, total / n);
+}
+
+// ---- registration ---------------------------------------------------------------------------------------------
+std::string name_of(const char* stage, const char* preset, std::int64_t ctx, int budget, const shape_spec& s,
+                    const char* type) {
+  return std::string(stage) + "/" + preset + "/ctx:" + std::to_string(ctx) + "/budget:" +
+         (budget > 0 ? std::to_string(budget) : std::string("all")) + "/shape:" + s.name + "/kv:" + type;
+}
+
+void register_config(const config& c, const std::vector<stage>& stages, bool quick) {
+  const bool dense = std::strcmp(c.preset.name, "full_kv") == 0;
+  for (stage s : stages) {
+    const std::string name = name_of(stage_name(s, dense), c.preset.name, c.ctx, c.budget, *c.shape, c.preset.type);
+    auto* b = benchmark::RegisterBenchmark(name.c_str(), [c, s](benchmark::State& st) {
+      if (s == stage::prefill_policy) run_prefill_policy(st, c);
+      else run_decode(st, c, s);
+    });
+    b->UseManualTime();
+    if (s == stage::prefill_policy) {
+      b->Unit(benchmark::kMillisecond)->MinTime(quick ? 0.01 : 0.3);
+    } else {
+      // fixed step counts: each iteration appends a token, so the context must not drift far
+      b->Unit(benchmark::kMicrosecond)->Iterations(s == stage::decode_step_amortized ? (quick ? 24 : 96) : (quick ? 8 : 64));
+    }
+  }
+}
+
+void register_all(bool quick) {
+  const std::vector<std::int64_t> contexts =
+      quick ? std::vector<std::int64_t>{2048} : std::vector<std::int64_t>{4096, 16384, 32768, 65536, 131072};
+  const std::vector<int> budgets = quick ? std::vector<int>{1024} : std::vector<int>{512, 1024};
+  const std::vector<const shape_spec*> shapes =
+      quick ? std::vector<const shape_spec*>{&smollm2} : std::vector<const shape_spec*>{&llama3_8b, &smollm2};
+  const std::vector<stage> all = {stage::prefill_policy, stage::select,      stage::fetch,
+                                  stage::attend,         stage::decode_step, stage::decode_step_amortized};
+  for (const shape_spec* s : shapes)
+    for (std::int64_t ctx : contexts) {
+      if (ctx <= 32768) {
+        auto* b = benchmark::RegisterBenchmark(name_of("prefill_attention", "dense", ctx, 0, *s, "bfloat16").c_str(),
+                                               [ctx, s](benchmark::State& st) { run_prefill_attention(st, ctx, *s); });
+        b->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1);
+      }
+      for (const auto& p : presets_of("bfloat16")) {
+        const bool dense = std::strcmp(p.name, "full_kv") == 0;
+        for (int budget : dense ? std::vector<int>{0} : budgets) register_config({p, s, ctx, budget}, all, quick);
+      }
+      // float and half K/V: the attention-bound stages of the dense baseline and SentenceKV, long contexts
+      if (!quick && s == &llama3_8b && ctx >= 65536)
+        for (const char* type : {"float", "half"})
+          for (const auto& p : presets_of(type)) {
+            const bool dense = std::strcmp(p.name, "full_kv") == 0;
+            register_config({p, s, ctx, dense ? 0 : 1024}, {stage::attend, stage::decode_step}, quick);
+          }
+    }
+}
+
+} // namespace
+} // namespace skv_bench
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    else args.push_back(argv[i]);
+  }
+  int n = int(args.size());
+  benchmark::Initialize(&n, args.data());
+  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
+  skv_bench::g_mem_bw = skv_bench::measure_read_bandwidth(quick ? (std::size_t(256) << 20) : (std::size_t(1) << 30),
+                                                          quick ? 3 : 8);
+  std::fprintf(stderr, "skv-bench: backend %s, measured memory read bandwidth %.1f GB/s\n", SKV_BACKEND_NAME,
+               skv_bench::g_mem_bw);
+  benchmark::AddCustomContext("skv_backend", SKV_BACKEND_NAME);
+  benchmark::AddCustomContext("mem_read_GBps", std::to_string(skv_bench::g_mem_bw));
+  benchmark::AddCustomContext("skv_bench_mode", quick ? "quick" : "full");
+  skv_bench::register_all(quick);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
