@@ -15,7 +15,8 @@ stage "build (Release, OMP + CPP backends)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
 stage "ctest"
-ctest --test-dir build --output-on-failure -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs" 2>&1 | tee build/ctest.log
+main_summary=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' build/ctest.log | tail -1)
 
 if [[ $skip != *,asan,* ]]; then
   stage "sanitizers: ASan + UBSan (CPP backend)"
@@ -37,8 +38,15 @@ fi
 if [[ $skip != *,cuda,* ]] && command -v nvcc >/dev/null 2>&1; then
   stage "CUDA: compile and link tests and benchmarks (no GPU needed to build)"
   cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DSKV_CUDA=ON -DSKV_CPU_BACKENDS=OMP \
-    -DCMAKE_CUDA_ARCHITECTURES="90;80" -DSKV_BUILD_EXAMPLES=OFF -DSKV_BUILD_TOOLS=OFF >/dev/null
-  cmake --build build-cuda -j"$jobs" --target skv_tests_cuda $(cmake --build build-cuda --target help | grep -o 'skv-bench-cuda' | head -1)
-  ./build-cuda/bin/skv_tests_cuda
+    -DCMAKE_CUDA_ARCHITECTURES="90;80" -DSKV_BUILD_TOOLS=OFF >/dev/null
+  cuda_targets=$(cmake --build build-cuda --target help | grep -oE 'skv_tests_cuda|skv-bench-cuda|05_cuda_decode' | sort -u)
+  echo "CUDA targets: $cuda_targets"
+  cmake --build build-cuda -j"$jobs" --target $cuda_targets
+  ./build-cuda/bin/skv_tests_cuda   # skips with a message when no GPU is present
+  ./build-cuda/bin/05_cuda_decode
 fi
+total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$main_summary")
+failed=$(sed -E 's/.* ([0-9]+) tests failed.*/\1/' <<<"$main_summary")
 stage "all stages passed"
+echo "ctest (main build): $main_summary"
+echo "$((total - failed)) passed, $failed failed"

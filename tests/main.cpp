@@ -14,8 +14,7 @@ int main(int argc, char** argv) {
 #if defined(SKV_BACKEND_CUDA)
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("skv tests (cuda backend): no CUDA device present, skipping every test.\n");
-    std::printf("0 passed, 0 failed, 0 skipped\n");
+    std::printf("skv tests (cuda backend): no CUDA device present; the test cases were compiled but not run.\n");
     return 0;
   }
 #endif
