@@ -3,12 +3,12 @@
 // the slow tier, and how close the attention output stays to full attention.
 #include <skv/skv.hpp>
 
-#include "synthetic.hpp"
-
 #include <cmath>
 #include <cstdio>
 #include <set>
 #include <vector>
+
+#include "synthetic.hpp"
 
 int main() {
   constexpr int QH = 8, KH = 2, D = 128;
@@ -81,8 +81,7 @@ int main() {
       needles_found += needle;
       if (shown++ < 10) std::printf(" %d%s", s, needle ? "*" : "");
     }
-    if (!sentences.empty())
-      std::printf("%s (%d of 3 needles)\n", sentences.size() > 10 ? " ..." : "", needles_found);
+    if (!sentences.empty()) std::printf("%s (%d of 3 needles)\n", sentences.size() > 10 ? " ..." : "", needles_found);
     std::printf("        fetched %7.1f KiB from the slow tier (%lld tokens copied, %lld read in place); "
                 "attention vs full_kv: rel. L2 %.4f\n",
                 double(m.moved_to_fast) / 1024, (long long)cache.offloader(0).last_copied(),

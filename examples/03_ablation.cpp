@@ -4,13 +4,13 @@
 // step and the time of a decode step (one layer, this machine; a rough figure — skv-bench measures properly).
 #include <skv/skv.hpp>
 
-#include "synthetic.hpp"
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
+
+#include "synthetic.hpp"
 
 namespace {
 
@@ -113,7 +113,8 @@ int main() {
   rows.back().err = 0;
   rows.push_back(run<skv::streaming_llm<T>>("streaming_llm", "token/none/sink+recent/device", plain, &ref, nullptr));
   rows.push_back(run<skv::snap_kv<T>>("snap_kv", "token/none/window top-k/device", plain, &ref, nullptr));
-  rows.push_back(run<skv::pyramid_kv<T>>("pyramid_kv", "token/none/window top-k (1 layer)/device", plain, &ref, nullptr));
+  rows.push_back(
+      run<skv::pyramid_kv<T>>("pyramid_kv", "token/none/window top-k (1 layer)/device", plain, &ref, nullptr));
   rows.push_back(run<skv::h2o<T>>("h2o", "token/none/heavy hitters/device", plain, &ref, nullptr));
   rows.push_back(run<skv::chunk_kv<T>>("chunk_kv", "chunk10/none/window top chunks/device", plain, &ref, nullptr));
   // one layer here: Quest's dense first two layers would make it full attention
@@ -123,25 +124,29 @@ int main() {
   };
   rows.push_back(run<skv::quest<T>>("quest", "page16/minmax/top pages/device", quest_sparse, &ref, nullptr));
   rows.push_back(run<skv::sentence_kv<T>>("sentence_kv", "sentence/mean/semantic+prefilter/host", sent, &ref, nullptr));
-  rows.push_back(run<skv::sentence_kv_lossless<T>>("sentence_kv_lossless", "sentence/mean/semantic/host", sent, &ref,
-                                                    nullptr));
-  rows.push_back(run<skv::sentence_kv_paper<T>>("sentence_kv_paper", "sentence/mean/semantic, no sink/recent/fallback/host",
-                                                 sent, &ref, nullptr));
+  rows.push_back(
+      run<skv::sentence_kv_lossless<T>>("sentence_kv_lossless", "sentence/mean/semantic/host", sent, &ref, nullptr));
+  rows.push_back(run<skv::sentence_kv_paper<T>>(
+      "sentence_kv_paper", "sentence/mean/semantic, no sink/recent/fallback/host", sent, &ref, nullptr));
   using quest_bounds_over_sentences =
       skv::kv_cache<skv::sentence_segmenter, skv::minmax_key_summarizer,
                     skv::semantic_topk_selector<skv::sentence_kv_lossless_defaults>, skv::host_offloader, T>;
-  rows.push_back(run<quest_bounds_over_sentences>("sentence+minmax", "sentence/minmax/semantic/host", sent, &ref, nullptr));
+  rows.push_back(
+      run<quest_bounds_over_sentences>("sentence+minmax", "sentence/minmax/semantic/host", sent, &ref, nullptr));
   using semantic_over_chunks =
       skv::kv_cache<skv::fixed_segmenter<10>, skv::mean_key_summarizer,
                     skv::semantic_topk_selector<skv::sentence_kv_lossless_defaults>, skv::host_offloader, T>;
   rows.push_back(run<semantic_over_chunks>("chunk10+semantic", "chunk10/mean/semantic/host", sent, &ref, nullptr));
-  using sentence_evicting = skv::kv_cache<skv::sentence_segmenter, skv::mean_key_summarizer,
-                                          skv::semantic_topk_selector<skv::sentence_kv_defaults>, skv::device_offloader, T>;
-  rows.push_back(run<sentence_evicting>("sentence_kv+evict", "sentence/mean/semantic+prefilter/device", sent, &ref, nullptr));
-  using window_over_sentences = skv::kv_cache<skv::sentence_segmenter, skv::no_summarizer,
-                                              skv::window_score_selector<skv::chunk_kv_defaults>, skv::device_offloader, T>;
-  rows.push_back(run<window_over_sentences>("sentence+window", "sentence/none/window top sentences/device", sent, &ref,
-                                            nullptr));
+  using sentence_evicting =
+      skv::kv_cache<skv::sentence_segmenter, skv::mean_key_summarizer,
+                    skv::semantic_topk_selector<skv::sentence_kv_defaults>, skv::device_offloader, T>;
+  rows.push_back(
+      run<sentence_evicting>("sentence_kv+evict", "sentence/mean/semantic+prefilter/device", sent, &ref, nullptr));
+  using window_over_sentences =
+      skv::kv_cache<skv::sentence_segmenter, skv::no_summarizer, skv::window_score_selector<skv::chunk_kv_defaults>,
+                    skv::device_offloader, T>;
+  rows.push_back(
+      run<window_over_sentences>("sentence+window", "sentence/none/window top sentences/device", sent, &ref, nullptr));
 
   std::printf("skv ablation: %lld-token context, 3 needle sentences, %d decode steps, τ = 1024, %d q / %d KV heads, "
               "head_dim %d, bfloat16, backend %s\n\n",

@@ -4,12 +4,11 @@
 // attention kernel could consume. Without a GPU it says so and exits 0.
 #include <skv/skv.hpp>
 
-#include "synthetic.hpp"
-
-#include <cuda_runtime.h>
-
 #include <cstdio>
+#include <cuda_runtime.h>
 #include <vector>
+
+#include "synthetic.hpp"
 
 #define CHECK_CUDA(x)                                                                                                  \
   do {                                                                                                                 \

@@ -21,11 +21,11 @@ inline constexpr std::int32_t vocab_size = 32000;
 struct workload {
   int q_heads, kv_heads, dim;
   std::int64_t tokens;
-  std::vector<std::int32_t> ids;          //!< [tokens]
-  std::vector<std::int32_t> sentence_of;  //!< [tokens] sentence index of each token
-  std::vector<std::int32_t> needles;      //!< sentence indices that carry the needle topic
-  std::vector<float> k, v, q;             //!< NHD [tokens, heads, dim]
-  std::vector<float> needle_dir;          //!< [kv_heads, dim] the needle topic per KV head
+  std::vector<std::int32_t> ids;         //!< [tokens]
+  std::vector<std::int32_t> sentence_of; //!< [tokens] sentence index of each token
+  std::vector<std::int32_t> needles;     //!< sentence indices that carry the needle topic
+  std::vector<float> k, v, q;            //!< NHD [tokens, heads, dim]
+  std::vector<float> needle_dir;         //!< [kv_heads, dim] the needle topic per KV head
   std::mt19937 rng;
 
   //! A decode token whose query (every head of a group) points at the needle topic, with noise.
@@ -106,7 +106,8 @@ inline workload make(std::int64_t tokens, int q_heads, int kv_heads, int dim, in
   for (std::int64_t t = std::max<std::int64_t>(0, tokens - question); t < tokens; ++t)
     for (int h = 0; h < q_heads; ++h)
       for (int d = 0; d < dim; ++d)
-        w.q[(std::size_t(t) * q_heads + h) * dim + d] = 0.5f * nd(rng) + 7.f * w.needle_dir[std::size_t(h / G) * dim + d];
+        w.q[(std::size_t(t) * q_heads + h) * dim + d] =
+            0.5f * nd(rng) + 7.f * w.needle_dir[std::size_t(h / G) * dim + d];
   return w;
 }
 

@@ -80,7 +80,8 @@ std::vector<std::int32_t> window_keep(const ref::history& hist, int s, int h, co
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return cs[a] > cs[b]; });
     std::int64_t left = cap - w;
     for (int c : order)
-      for (std::int64_t t = std::int64_t(c) * chunk; t < std::min(limit, std::int64_t(c + 1) * chunk) && left > 0; ++t, --left)
+      for (std::int64_t t = std::int64_t(c) * chunk; t < std::min(limit, std::int64_t(c + 1) * chunk) && left > 0;
+           ++t, --left)
         keep.push_back(std::int32_t(t));
     std::sort(keep.begin(), keep.end());
   }
@@ -145,7 +146,8 @@ TEST_CASE("h2o: seeded heavy hitters + recent window; lowest accumulated attenti
         const std::int64_t n = std::int64_t(hist.ids[s].size());
         const auto raw = ref::window_scores(hist, s, h, q, QH, std::min<std::int64_t>(32, n), scale);
         std::vector<std::int32_t> keep;
-        if (n <= 100) keep = ref::iota(std::int32_t(n));
+        if (n <= 100)
+          keep = ref::iota(std::int32_t(n));
         else {
           std::vector<double> head(raw.begin(), raw.begin() + (n - 50));
           keep = ref::top_k(head, 50);
@@ -256,8 +258,8 @@ TEST_CASE("per-KV-head budgets free memory for real: the ledger follows the sum 
   skv::full_kv<float> full({1, QH, KH, D});
   full.prefill(0, tb.args());
   const auto all = full.ledger().fast_bytes;
-  CHECK(small * 3 < uniform);           // 256 tokens kept instead of 1024: memory follows
-  CHECK(skewed > small);                // same total as uniform, different split
+  CHECK(small * 3 < uniform); // 256 tokens kept instead of 1024: memory follows
+  CHECK(skewed > small);      // same total as uniform, different split
   CHECK(skewed < uniform * 11 / 10);
-  CHECK(uniform * 3 < all);             // and far below keeping all 4000 tokens
+  CHECK(uniform * 3 < all); // and far below keeping all 4000 tokens
 }

@@ -1,9 +1,9 @@
 // Every bad input gets a clear error naming the argument, its value and what is allowed; nothing cached is lost.
 #include <doctest/doctest.h>
 
-#include "reference.hpp"
-
 #include <limits>
+
+#include "reference.hpp"
 
 namespace {
 using cache_t = skv::streaming_llm<float>;
@@ -33,7 +33,8 @@ void check_still_answers(cache_t& cache, ref::history& hist, std::mt19937& rng) 
 
 TEST_CASE("constructor rejects impossible shapes and options") {
   CHECK_THROWS_WITH_AS(cache_t({1, 6, 4, 64}), doctest::Contains("argument 'num_q_heads' is 6"), skv::invalid_argument);
-  CHECK_THROWS_WITH_AS(cache_t({1, 8, 2, 72}), doctest::Contains("argument 'head_dim' is 72; allowed: 64, 96, 128 or 256"),
+  CHECK_THROWS_WITH_AS(cache_t({1, 8, 2, 72}),
+                       doctest::Contains("argument 'head_dim' is 72; allowed: 64, 96, 128 or 256"),
                        skv::invalid_argument);
   CHECK_THROWS_WITH_AS(cache_t({0, 8, 2, 64}), doctest::Contains("argument 'num_layers' is 0"), skv::invalid_argument);
   cache_t::options o;
@@ -54,7 +55,8 @@ TEST_CASE("bad prefill and decode inputs leave the cache intact") {
   SUBCASE("append before prefill") {
     const auto st = ref::make_step(1, QH, KH, D, rng);
     ref::typed_step<float> ts(st);
-    CHECK_THROWS_WITH_AS(cache.append(0, ts.args()), doctest::Contains("call prefill() for it first"), skv::logic_error);
+    CHECK_THROWS_WITH_AS(cache.append(0, ts.args()), doctest::Contains("call prefill() for it first"),
+                         skv::logic_error);
     CHECK_THROWS_AS(cache.select(0), skv::logic_error);
     return;
   }
@@ -64,7 +66,8 @@ TEST_CASE("bad prefill and decode inputs leave the cache intact") {
   SUBCASE("unknown layer") {
     CHECK_THROWS_WITH_AS(cache.prefill(2, tb.args()), doctest::Contains("argument 'layer' is 2; allowed: [0, 2)"),
                          skv::invalid_argument);
-    CHECK_THROWS_WITH_AS(cache.prefill(-1, tb.args()), doctest::Contains("argument 'layer' is -1"), skv::invalid_argument);
+    CHECK_THROWS_WITH_AS(cache.prefill(-1, tb.args()), doctest::Contains("argument 'layer' is -1"),
+                         skv::invalid_argument);
   }
   SUBCASE("mismatched head counts and head_dim") {
     auto a = tb.args();

@@ -60,15 +60,16 @@ TEST_CASE_TEMPLATE("full_kv matches dense attention: GQA, ragged batch, NHD and 
     CAPTURE(cs.dim);
     const auto b = ref::make_batch({37, 300, 1}, cs.q_heads, cs.kv_heads, cs.dim, 7, cs.hnd);
     skv::full_kv<T> cache({2, cs.q_heads, cs.kv_heads, cs.dim});
-    run_decode<skv::full_kv<T>, T>(cache, b, 4, [](int, std::int64_t n) { return ref::iota(std::int32_t(n)); }, 11);
+    run_decode<skv::full_kv<T>, T>(
+        cache, b, 4, [](int, std::int64_t n) { return ref::iota(std::int32_t(n)); }, 11);
   }
 }
 
 TEST_CASE("full_kv: long context splits attention across chunks and still matches") {
   const auto b = ref::make_batch({5000, 700}, 8, 2, 128, 3);
   skv::full_kv<float> cache({1, 8, 2, 128});
-  run_decode<skv::full_kv<float>, float>(cache, b, 2, [](int, std::int64_t n) { return ref::iota(std::int32_t(n)); },
-                                         5);
+  run_decode<skv::full_kv<float>, float>(
+      cache, b, 2, [](int, std::int64_t n) { return ref::iota(std::int32_t(n)); }, 5);
 }
 
 TEST_CASE_TEMPLATE("streaming_llm keeps exactly sink + recent and matches the reference over them", T, float,

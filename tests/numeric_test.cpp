@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+
 #include <skv/numeric.hpp>
 
 #include <cmath>

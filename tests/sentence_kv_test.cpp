@@ -1,10 +1,10 @@
 // SentenceKV against the naive reference (tests/sentence_reference.hpp), its properties, slot swaps and bad input.
 #include <doctest/doctest.h>
 
-#include "sentence_reference.hpp"
-
 #include <cstdlib>
 #include <fstream>
+
+#include "sentence_reference.hpp"
 
 namespace {
 
@@ -73,7 +73,8 @@ std::vector<std::int32_t> run_against_reference(typename Cache::options opts, co
                              b.q.begin() + std::size_t(b.indptr[s + 1]) * sc.q_heads * sc.dim);
     models.back().prefill(hist, s, qrows);
     CHECK(cache.segment_begins(0, s) == models.back().seg_begin);
-    for (int h = 0; h < sc.kv_heads; ++h) CHECK(cache.retained(0, s, h) == std::int64_t(models.back().retained[h].size()));
+    for (int h = 0; h < sc.kv_heads; ++h)
+      CHECK(cache.retained(0, s, h) == std::int64_t(models.back().retained[h].size()));
   }
   std::vector<std::int32_t> trace;
   std::uniform_int_distribution<int> tok(2, vocab - 1), coin(0, 5);
@@ -294,8 +295,8 @@ TEST_CASE("SentenceKV bad input: clear errors, or documented behaviour") {
 }
 
 TEST_CASE("sentence boundaries derived from a vocabulary") {
-  const std::vector<std::string> vocab = {".",   "Hello", " world", ".\"", "!\n",  "?)",     " ...", "\n\n",
-                                          "\n",  "3.5",   "U.S",    " a",  "。",   "！」", "e.g.", " \xE2\x80\x9D",
+  const std::vector<std::string> vocab = {".",   "Hello", " world", ".\"", "!\n", "?)",   " ...", "\n\n",
+                                          "\n",  "3.5",   "U.S",    " a",  "。",  "！」", "e.g.", " \xE2\x80\x9D",
                                           ".\n", "?",     "'",      ""};
   const auto ids = skv::sentence_boundaries(vocab);
   CHECK(ids == std::vector<std::int32_t>{0, 3, 4, 5, 6, 7, 12, 13, 14, 16, 17});

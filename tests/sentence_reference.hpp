@@ -2,10 +2,10 @@
 //! one (sequence, KV head) at a time, no Thrust and nothing shared with the library but the option values.
 #pragma once
 
-#include "reference.hpp"
-
 #include <map>
 #include <set>
+
+#include "reference.hpp"
 
 namespace ref {
 
@@ -25,8 +25,8 @@ struct sentence_options {
 
 //! Observation-window scores (SnapKV): for each position j, the softmax attention it receives from the last `w`
 //! prompt queries of the KV group of head `kh`, summed (double precision, causal inside the window).
-inline std::vector<double> window_scores(const history& h, int seq, int kh, const std::vector<float>& q_rows, int q_heads,
-                                         std::int64_t w, double scale) {
+inline std::vector<double> window_scores(const history& h, int seq, int kh, const std::vector<float>& q_rows,
+                                         int q_heads, std::int64_t w, double scale) {
   const std::int64_t n = std::int64_t(h.ids[seq].size());
   const int dim = h.dim, G = q_heads / h.kv_heads;
   std::vector<double> score(n, 0.0);
@@ -86,10 +86,10 @@ struct sentence_model {
   sentence_options o;
   int q_heads, kv_heads, dim;
   double scale;
-  std::vector<std::int32_t> seg_begin;     // closed sentences
+  std::vector<std::int32_t> seg_begin; // closed sentences
   std::int64_t partial_begin = 0, n = 0;
   std::vector<std::vector<std::int32_t>> retained; // [head] positions
-  std::vector<double> q_sum;                // [q_heads * dim]
+  std::vector<double> q_sum;                       // [q_heads * dim]
   int partial_queries = 0;
   bool closed_last = false;
 

@@ -2,6 +2,7 @@
 // the rule an index-permutation sort gives (CCCL 3.0.1's sort_by_key with greater over zipped values does not
 // on the CPU backends, which is why skv never uses it).
 #include <doctest/doctest.h>
+
 #include <skv/detail/topk.hpp>
 
 #include <algorithm>

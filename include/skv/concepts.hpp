@@ -90,13 +90,15 @@ concept selector = requires(S& s, const S& cs, detail::probe_layer<tier::fast>& 
 //! - `o.reset()`: forget anything cached from the store (after prefill or eviction);
 //! - `o.bytes() -> std::size_t`: fast-tier bytes the offloader holds (e.g. its fetch buffer).
 template <class O>
-concept offloader = requires { { O::store_tier } -> std::convertible_to<tier>; } &&
-                    requires(O& o, const O& co, detail::probe_layer<O::store_tier>& l) {
-                      typename O::options;
-                      requires std::constructible_from<O, const typename O::options&>;
-                      { o.fetch(l) } -> std::same_as<void>;
-                      { o.reset() } -> std::same_as<void>;
-                      { co.bytes() } -> std::convertible_to<std::size_t>;
-                    };
+concept offloader = requires {
+  { O::store_tier } -> std::convertible_to<tier>;
+}
+&&requires(O& o, const O& co, detail::probe_layer<O::store_tier>& l) {
+  typename O::options;
+  requires std::constructible_from<O, const typename O::options&>;
+  { o.fetch(l) } -> std::same_as<void>;
+  { o.reset() } -> std::same_as<void>;
+  { co.bytes() } -> std::convertible_to<std::size_t>;
+};
 
 SKV_NAMESPACE_END

@@ -25,7 +25,8 @@ public:
 
 namespace detail {
 template <class V>
-[[noreturn]] inline void throw_invalid(const char* where, const char* argument, const V& value, const std::string& allowed) {
+[[noreturn]] inline void throw_invalid(const char* where, const char* argument, const V& value,
+                                       const std::string& allowed) {
   std::ostringstream os;
   os << where << ": argument '" << argument << "' is " << value << "; allowed: " << allowed;
   throw skv::invalid_argument(os.str());

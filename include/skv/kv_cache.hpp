@@ -11,9 +11,8 @@
 #include <skv/ledger.hpp>
 #include <skv/numeric.hpp>
 
-#include <thrust/transform_reduce.h>
-
 #include <thrust/transform.h>
+#include <thrust/transform_reduce.h>
 
 #include <algorithm>
 #include <cmath>
@@ -32,7 +31,8 @@ SKV_NAMESPACE_BEGIN
 //! Prefill inputs of one layer for a ragged batch (FlashInfer-style packed rows).
 template <class Src>
 struct prefill_args {
-  std::span<const std::int32_t> indptr;    //!< [batch_size + 1] host: packed rows of sequence b are [indptr[b], indptr[b+1])
+  std::span<const std::int32_t>
+      indptr; //!< [batch_size + 1] host: packed rows of sequence b are [indptr[b], indptr[b+1])
   std::span<const std::int32_t> token_ids; //!< [num_rows] host: token ids of the packed rows
   std::int64_t num_rows = 0;               //!< rows of k / v / q (= indptr[batch_size])
   tensor_view<const Src> k;                //!< [rows, num_kv_heads, head_dim] post-RoPE keys
@@ -114,13 +114,13 @@ struct append_token {
 //! Export: logical positions of the selected tokens.
 template <class PosPtr>
 struct export_positions {
-  const std::int32_t* pos;        // store positions
+  const std::int32_t* pos; // store positions
   const std::int64_t* store_off;
   const std::int32_t* sel_index;
   const std::int32_t* sel_count;
   const std::uint8_t* sel_all;
   std::int64_t sel_cap;
-  const std::int64_t* out_off;    // [pairs] first output entry (CSR) or row start (padded)
+  const std::int64_t* out_off; // [pairs] first output entry (CSR) or row start (padded)
   std::int32_t* out;
   std::int64_t max_n;
   SKV_HOST_DEVICE void operator()(std::int64_t i) const {
@@ -239,7 +239,9 @@ public:
     return prefilled_layer(layer, "skv::kv_cache::segment_begins").seqs.at(seq).seg_begin;
   }
   //! Read access to a layer's state (tests, tools, custom policies).
-  const layer_type& layer_state(int layer) const { return layers_.at(check_layer(layer, "skv::kv_cache::layer_state")); }
+  const layer_type& layer_state(int layer) const {
+    return layers_.at(check_layer(layer, "skv::kv_cache::layer_state"));
+  }
   Sel& selector(int layer) { return sel_.at(check_layer(layer, "skv::kv_cache::selector")); }
   Off& offloader(int layer) { return off_.at(check_layer(layer, "skv::kv_cache::offloader")); }
 
@@ -327,7 +329,7 @@ public:
     }
     fast_vector<std::uint8_t> d_reset(reset.begin(), reset.end());
     detail::parallel_for(std::int64_t(L.q.size()), detail::accumulate_partial{raw(L.q), raw(L.q_partial), raw(d_reset),
-                                                                               shape_.num_q_heads, shape_.head_dim});
+                                                                              shape_.num_q_heads, shape_.head_dim});
     // segments
     bool closed_any = false;
     for (int b = 0; b < L.batch; ++b) {
@@ -380,16 +382,27 @@ public:
     thrust::transform(thrust::device, L.q.begin(), L.q.end(), q_scaled_.begin(), detail::scale_by{scale});
     part_ml_.resize(std::size_t(items) * detail::attend_group_block * 2);
     part_acc_.resize(std::size_t(items) * detail::attend_group_block * D);
-    detail::attend_params<T> prm{raw(q_scaled_), raw(L.fetched.k_base), raw(L.fetched.v_base), L.fetched.slots,
-                                 raw(L.sel.count), raw(L.sel.all), L.fetched.slot_stride, shape_.num_kv_heads, G,
-                                 chunk, chunks, gblocks, raw(part_ml_), raw(part_acc_)};
+    detail::attend_params<T> prm{raw(q_scaled_),
+                                 raw(L.fetched.k_base),
+                                 raw(L.fetched.v_base),
+                                 L.fetched.slots,
+                                 raw(L.sel.count),
+                                 raw(L.sel.all),
+                                 L.fetched.slot_stride,
+                                 shape_.num_kv_heads,
+                                 G,
+                                 chunk,
+                                 chunks,
+                                 gblocks,
+                                 raw(part_ml_),
+                                 raw(part_acc_)};
     detail::dispatch_head_dim(D, [&](auto d) {
       constexpr int DD = decltype(d)::value;
       detail::parallel_for(items, detail::attend_partial<T, DD>{prm});
       detail::parallel_for(std::int64_t(P) * G, detail::attend_merge<O, DD>{raw(part_ml_), raw(part_acc_), out,
-                                                                           shape_.num_kv_heads, G, chunks, gblocks});
+                                                                            shape_.num_kv_heads, G, chunks, gblocks});
     });
-    if constexpr (requires(Sel& s, const fast_vector<float>& p, std::int64_t stride) { s.observe(L, p, stride); }) {
+    if constexpr (requires(Sel & s, const fast_vector<float>& p, std::int64_t stride) { s.observe(L, p, stride); }) {
       // selectors that learn from attention (H2O) get each selected token's weight, summed over the query group
       probs_.resize(std::size_t(P) * max_n);
       detail::parallel_for(P, detail::attention_weights<T>{raw(q_scaled_), raw(L.fetched.k_base), L.fetched.slots,
@@ -476,7 +489,6 @@ public:
   }
 
 private:
-
   static std::int64_t parallelism() {
 #if defined(SKV_BACKEND_CUDA)
     return 1024;
@@ -512,15 +524,17 @@ private:
 
   template <class Src>
   void validate_prefill(const prefill_args<Src>& a, int layer, const char* where) const {
-    detail::require(a.indptr.size() >= 2, where, "indptr.size()", a.indptr.size(), ">= 2 (batch_size + 1, batch_size >= 1)");
+    detail::require(a.indptr.size() >= 2, where, "indptr.size()", a.indptr.size(),
+                    ">= 2 (batch_size + 1, batch_size >= 1)");
     detail::check_heads(a.num_q_heads, a.num_kv_heads, a.head_dim, shape_, where);
     detail::require(a.indptr[0] == 0, where, "indptr[0]", a.indptr[0], "0");
     const int batch = int(a.indptr.size()) - 1;
     for (int b = 0; b < batch; ++b) {
       const std::int64_t n = std::int64_t(a.indptr[b + 1]) - a.indptr[b];
       if (n < 1)
-        detail::throw_invalid(where, ("indptr[" + std::to_string(b + 1) + "] - indptr[" + std::to_string(b) + "]").c_str(),
-                              n, ">= 1 (an empty prompt cannot be prefilled)");
+        detail::throw_invalid(where,
+                              ("indptr[" + std::to_string(b + 1) + "] - indptr[" + std::to_string(b) + "]").c_str(), n,
+                              ">= 1 (an empty prompt cannot be prefilled)");
     }
     detail::require(a.num_rows == a.indptr[batch], where, "num_rows", a.num_rows,
                     "indptr[batch_size] = " + std::to_string(a.indptr[batch]) + " (rows of k and v)");
@@ -644,7 +658,8 @@ private:
     }
     fast_vector<std::int32_t> d_begins(begins.begin(), begins.end()), d_from(from.begin(), from.end()),
         d_rows(rows.begin(), rows.end());
-    fast_vector<std::int64_t> d_begin_off(begin_off.begin(), begin_off.end()), d_partial(partial.begin(), partial.end());
+    fast_vector<std::int64_t> d_begin_off(begin_off.begin(), begin_off.end()),
+        d_partial(partial.begin(), partial.end());
     detail::parallel_for(std::int64_t(P) * max_rows,
                          detail::locate_segments{raw(d_begins), raw(d_begin_off), raw(d_partial), raw(L.store.pos),
                                                  raw(L.store.layout.d_offset), raw(L.store.layout.d_length),
@@ -677,15 +692,15 @@ private:
     next.v.resize(total * L.dim());
     next.pos.resize(total);
     detail::parallel_for(std::int64_t(P) * max_rows,
-                         detail::keep_rows<T>{raw(L.store.k), raw(L.store.v), raw(L.store.pos), raw(L.store.layout.d_offset),
-                                   raw(next.k), raw(next.v), raw(next.pos), raw(next.layout.d_offset), raw(keep.d_offset),
-                                   raw(keep.index), L.dim(), max_rows});
+                         detail::keep_rows<T>{raw(L.store.k), raw(L.store.v), raw(L.store.pos),
+                                              raw(L.store.layout.d_offset), raw(next.k), raw(next.v), raw(next.pos),
+                                              raw(next.layout.d_offset), raw(keep.d_offset), raw(keep.index), L.dim(),
+                                              max_rows});
     L.store = std::move(next);
     ++L.store_epoch;
     rebuild_segments(L);
     off_[layer].reset();
   }
-
 
   template <class Src>
   void load_q(layer_type& L, tensor_view<const Src> q) {

@@ -95,9 +95,12 @@ concept storage_type = is_storage_type_v<T>;
 //! Printable name of a storage type ("float", "half", "bfloat16").
 template <storage_type T>
 constexpr const char* type_name() {
-  if constexpr (std::is_same_v<T, float>) return "float";
-  else if constexpr (std::is_same_v<T, half>) return "half";
-  else return "bfloat16";
+  if constexpr (std::is_same_v<T, float>)
+    return "float";
+  else if constexpr (std::is_same_v<T, half>)
+    return "half";
+  else
+    return "bfloat16";
 }
 
 SKV_NAMESPACE_END

@@ -21,18 +21,18 @@ SKV_NAMESPACE_BEGIN
 
 //! Dense attention over everything, all on the fast tier: the baseline.
 template <storage_type T = bfloat16>
-using full_kv = kv_cache<token_segmenter,   // every token a segment
-                         no_summarizer,     // nothing to rank
-                         all_selector,      // retain and attend to all
-                         device_offloader,  // fast tier only
+using full_kv = kv_cache<token_segmenter,  // every token a segment
+                         no_summarizer,    // nothing to rank
+                         all_selector,     // retain and attend to all
+                         device_offloader, // fast tier only
                          T>;
 
 //! StreamingLLM: attention sinks + recent window, the rest evicted (defaults: sink 4, budget 1024).
 template <storage_type T = bfloat16>
-using streaming_llm = kv_cache<token_segmenter,     // every token a segment
-                               no_summarizer,       // nothing to rank
-                               streaming_selector,  // sink + recent
-                               device_offloader,    // fast tier, evicting
+using streaming_llm = kv_cache<token_segmenter,    // every token a segment
+                               no_summarizer,      // nothing to rank
+                               streaming_selector, // sink + recent
+                               device_offloader,   // fast tier, evicting
                                T>;
 
 //! SentenceKV (arXiv 2504.00970) with the official defaults: τ = 1024, pre-filter r = 3 / window 32 / kernel 7,

@@ -2,8 +2,8 @@
 //! Umbrella header: the cache, every policy and the presets.
 #pragma once
 
-#include <skv/config.hpp>
 #include <skv/concepts.hpp>
+#include <skv/config.hpp>
 #include <skv/error.hpp>
 #include <skv/kv_cache.hpp>
 #include <skv/ledger.hpp>

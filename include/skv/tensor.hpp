@@ -14,19 +14,16 @@ SKV_NAMESPACE_BEGIN
 //! buffers are both expressible; see `nhd()` / `hnd()`. On the CUDA backend `data` is a device pointer.
 template <class T>
 struct tensor_view {
-  T* data = nullptr;              //!< [tokens, heads, head_dim] under the strides below
-  std::int64_t stride_token = 0;  //!< elements between consecutive tokens
-  std::int64_t stride_head = 0;   //!< elements between consecutive heads
+  T* data = nullptr;             //!< [tokens, heads, head_dim] under the strides below
+  std::int64_t stride_token = 0; //!< elements between consecutive tokens
+  std::int64_t stride_head = 0;  //!< elements between consecutive heads
 
   SKV_HOST_DEVICE T* at(std::int64_t token, std::int64_t head) const {
     return data + token * stride_token + head * stride_head;
   }
   //! The same view, read-only.
   template <class U = T>
-    requires(!std::is_const_v<U>)
-  operator tensor_view<const U>() const {
-    return {data, stride_token, stride_head};
-  }
+  requires(!std::is_const_v<U>) operator tensor_view<const U>() const { return {data, stride_token, stride_head}; }
 };
 
 //! Token-major `[tokens, heads, head_dim]` (FlashInfer's NHD).
@@ -43,7 +40,7 @@ tensor_view<T> hnd(T* data, std::int64_t tokens, std::int64_t head_dim) {
 //! The attention geometry of one model; identical for every layer.
 struct model_shape {
   int num_layers = 1;
-  int num_q_heads = 1;   //!< query heads; a multiple of `num_kv_heads` (grouped-query attention)
+  int num_q_heads = 1; //!< query heads; a multiple of `num_kv_heads` (grouped-query attention)
   int num_kv_heads = 1;
   int head_dim = 128;
   int group_size() const { return num_q_heads / num_kv_heads; }

@@ -13,13 +13,13 @@ namespace detail {
 
 template <class T>
 struct attention_weights {
-  const float* q;             //!< [batch, q_heads, dim], pre-scaled
-  const T* const* k_base;     //!< [pairs]
-  const std::int32_t* slots;  //!< [pairs, slot_stride]
+  const float* q;            //!< [batch, q_heads, dim], pre-scaled
+  const T* const* k_base;    //!< [pairs]
+  const std::int32_t* slots; //!< [pairs, slot_stride]
   const std::int32_t* count;
   const std::uint8_t* all;
   std::int64_t slot_stride;
-  float* out;                 //!< [pairs, out_stride]
+  float* out; //!< [pairs, out_stride]
   std::int64_t out_stride;
   int group, dim;
   SKV_HOST_DEVICE float logit(std::int64_t p, int g, int j) const {

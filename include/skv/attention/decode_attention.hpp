@@ -23,10 +23,10 @@ namespace detail {
 //! in two constants so n ln2 is exact), e^r by its degree-7 Taylor polynomial (truncation < 2e-8 relative), 2^n
 //! applied as two normal powers of two. About 2 ulp; 0 below -87.3 (where expf is subnormal), +inf above 88.72.
 SKV_HOST_DEVICE SKV_FORCEINLINE float exp_polynomial(float x) {
-  const float xc = !(x >= -87.3f) ? -87.3f : (x > 88.72f ? 88.72f : x); // NaN -> finite here, restored below
+  const float xc = !(x >= -87.3f) ? -87.3f : (x > 88.72f ? 88.72f : x);  // NaN -> finite here, restored below
   const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f; // round to nearest (1.5 * 2^23 trick)
-  float r = xc - n * 0.693145751953125f;                                  // ln2, high part (exact product)
-  r = r - n * 1.42860682030941723e-6f;                                    // ln2, low part
+  float r = xc - n * 0.693145751953125f;                                 // ln2, high part (exact product)
+  r = r - n * 1.42860682030941723e-6f;                                   // ln2, low part
   float p = 1.f / 5040.f;
   p = p * r + 1.f / 720.f;
   p = p * r + 1.f / 120.f;
@@ -46,16 +46,16 @@ inline constexpr int attend_block = 32;      //!< tokens scored before their val
 //! Shared arguments of the decode-attention functors.
 template <class T>
 struct attend_params {
-  const float* q;             //!< [batch, q_heads, dim] queries, pre-multiplied by the softmax scale
-  const T* const* k_base;     //!< [pairs] first key row of each pair's source region
-  const T* const* v_base;     //!< [pairs] first value row
-  const std::int32_t* slots;  //!< [pairs, slot_stride] row of each selected token within the region
-  const std::int32_t* count;  //!< [pairs] tokens to attend
-  const std::uint8_t* all;    //!< [pairs] 1: rows 0..count-1 (no slot list)
+  const float* q;            //!< [batch, q_heads, dim] queries, pre-multiplied by the softmax scale
+  const T* const* k_base;    //!< [pairs] first key row of each pair's source region
+  const T* const* v_base;    //!< [pairs] first value row
+  const std::int32_t* slots; //!< [pairs, slot_stride] row of each selected token within the region
+  const std::int32_t* count; //!< [pairs] tokens to attend
+  const std::uint8_t* all;   //!< [pairs] 1: rows 0..count-1 (no slot list)
   std::int64_t slot_stride;
   int kv_heads, group, chunk, chunks, gblocks;
-  float* part_ml;             //!< [items, 8, 2] running max and sum
-  float* part_acc;            //!< [items, 8, dim] unnormalised output
+  float* part_ml;  //!< [items, 8, 2] running max and sum
+  float* part_acc; //!< [items, 8, dim] unnormalised output
 };
 
 template <class T, int D>

@@ -23,9 +23,9 @@ inline constexpr int window_key_block = 32;
 
 //! Where each pair's window and keys are.
 struct window_geometry {
-  const std::int64_t* seq_row;    //!< [batch] packed row of position 0 of each sequence
-  const std::int32_t* seq_len;    //!< [batch] prompt length
-  const std::int64_t* score_off;  //!< [pairs] first entry of each pair's scores
+  const std::int64_t* seq_row;   //!< [batch] packed row of position 0 of each sequence
+  const std::int32_t* seq_len;   //!< [batch] prompt length
+  const std::int64_t* score_off; //!< [pairs] first entry of each pair's scores
   int kv_heads, group, window, chunk, chunks;
   SKV_HOST_DEVICE int len(std::int64_t p) const { return seq_len[p / kv_heads]; }
   SKV_HOST_DEVICE int win(std::int64_t p) const { return len(p) < window ? len(p) : window; }
@@ -88,7 +88,7 @@ struct window_pass {
       float acc[BLK];
       for (int j = 0; j < nb; ++j) acc[j] = 0.f;
       for (int i = 0; i < w; ++i) {
-        const int t = n - w + i;      // position of window query i: sees keys j <= t
+        const int t = n - w + i; // position of window query i: sees keys j <= t
         const int visible = t + 1 - j0 < nb ? t + 1 - j0 : nb;
         if (visible <= 0) continue;
         for (int g = 0; g < geo.group; ++g) {

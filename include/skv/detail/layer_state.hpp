@@ -17,21 +17,21 @@ namespace detail {
 
 //! Host bookkeeping of one sequence.
 struct sequence_meta {
-  std::int64_t n_tokens = 0;             //!< logical length: positions [0, n_tokens) were seen
-  std::vector<std::int32_t> seg_begin;   //!< first position of each closed segment, increasing
-  std::int64_t partial_begin = 0;        //!< first position of the open (partial) segment
-  int partial_queries = 0;               //!< decode queries accumulated in the partial segment
-  bool closed_last = false;              //!< the last appended token closed a segment
+  std::int64_t n_tokens = 0;           //!< logical length: positions [0, n_tokens) were seen
+  std::vector<std::int32_t> seg_begin; //!< first position of each closed segment, increasing
+  std::int64_t partial_begin = 0;      //!< first position of the open (partial) segment
+  int partial_queries = 0;             //!< decode queries accumulated in the partial segment
+  bool closed_last = false;            //!< the last appended token closed a segment
 };
 
 //! Closed segments per pair: where each one's retained tokens sit in the store, and its summary.
 template <class T>
 struct segment_table {
-  int vectors = 0;                       //!< summary vectors per segment
-  ragged_layout layout;                  //!< rows = closed segments of the pair's sequence
-  fast_vector<std::int32_t> first;       //!< store index of the segment's first retained token
-  fast_vector<std::int32_t> count;       //!< retained tokens in the segment (0: no usable summary)
-  fast_vector<T> summary;                //!< [rows, vectors, dim]
+  int vectors = 0;                 //!< summary vectors per segment
+  ragged_layout layout;            //!< rows = closed segments of the pair's sequence
+  fast_vector<std::int32_t> first; //!< store index of the segment's first retained token
+  fast_vector<std::int32_t> count; //!< retained tokens in the segment (0: no usable summary)
+  fast_vector<T> summary;          //!< [rows, vectors, dim]
   std::size_t bytes() const {
     return allocated_bytes(first) + allocated_bytes(count) + allocated_bytes(summary) +
            allocated_bytes(layout.d_offset) + allocated_bytes(layout.d_length);
@@ -40,21 +40,21 @@ struct segment_table {
 
 //! A list of token indices per pair, CSR (prefill: positions; append: store indices). Kept sorted per pair.
 struct index_lists {
-  std::vector<std::int64_t> offset;      //!< [pairs + 1] host copy
-  fast_vector<std::int64_t> d_offset;    //!< [pairs + 1]
-  fast_vector<std::int32_t> index;       //!< [offset.back()]
+  std::vector<std::int64_t> offset;   //!< [pairs + 1] host copy
+  fast_vector<std::int64_t> d_offset; //!< [pairs + 1]
+  fast_vector<std::int32_t> index;    //!< [offset.back()]
   void upload() { d_offset.assign(offset.begin(), offset.end()); }
 };
 
 //! The current selection: per pair either "every retained token" or up to `capacity` store indices.
 struct selection_state {
-  std::int64_t capacity = 0;             //!< row stride of `index`
-  fast_vector<std::int32_t> index;       //!< [pairs, capacity] store indices, increasing
-  fast_vector<std::int32_t> count;       //!< [pairs] selected tokens
-  fast_vector<std::uint8_t> all;         //!< [pairs] 1: all retained tokens (index unused)
-  std::vector<std::int32_t> count_host;  //!< host copies, for sizes and the ledger
+  std::int64_t capacity = 0;            //!< row stride of `index`
+  fast_vector<std::int32_t> index;      //!< [pairs, capacity] store indices, increasing
+  fast_vector<std::int32_t> count;      //!< [pairs] selected tokens
+  fast_vector<std::uint8_t> all;        //!< [pairs] 1: all retained tokens (index unused)
+  std::vector<std::int32_t> count_host; //!< host copies, for sizes and the ledger
   std::vector<std::uint8_t> all_host;
-  bool valid = false;                    //!< a selection was made since the last append
+  bool valid = false; //!< a selection was made since the last append
   std::size_t bytes() const { return allocated_bytes(index) + allocated_bytes(count) + allocated_bytes(all); }
   std::int64_t nnz() const {
     std::int64_t n = 0;
@@ -72,18 +72,18 @@ struct selection_state {
 //! Where attention finds the selected tokens' K/V: per pair a region base and, unless `all`, a row list.
 template <class T>
 struct fetch_result {
-  fast_vector<const T*> k_base;          //!< [pairs]
-  fast_vector<const T*> v_base;          //!< [pairs]
-  const std::int32_t* slots = nullptr;   //!< [pairs, slot_stride] rows within the regions
+  fast_vector<const T*> k_base;        //!< [pairs]
+  fast_vector<const T*> v_base;        //!< [pairs]
+  const std::int32_t* slots = nullptr; //!< [pairs, slot_stride] rows within the regions
   std::int64_t slot_stride = 0;
 };
 
 //! Prefill inputs as policies see them: the engine's views plus per-sequence geometry.
 template <class Src>
 struct prefill_input {
-  tensor_view<const Src> k, v, q;        //!< packed rows; q may be null when no policy needs queries
-  std::vector<std::int64_t> seq_row;     //!< [batch] packed row of position 0
-  std::vector<std::int32_t> seq_len;     //!< [batch]
+  tensor_view<const Src> k, v, q;    //!< packed rows; q may be null when no policy needs queries
+  std::vector<std::int64_t> seq_row; //!< [batch] packed row of position 0
+  std::vector<std::int32_t> seq_len; //!< [batch]
 };
 
 //! One layer of a cache whose retained tokens live on tier `StoreTier`, summarized by `Sum`.
@@ -99,10 +99,10 @@ struct layer_state {
   bool prefilled = false;
   std::vector<sequence_meta> seqs;
   token_store<T, StoreTier> store;
-  std::uint64_t store_epoch = 0;         //!< bumped whenever store indices change meaning (eviction)
+  std::uint64_t store_epoch = 0; //!< bumped whenever store indices change meaning (eviction)
   segment_table<T> segs;
-  fast_vector<float> q;                  //!< [batch, q_heads, dim] the current decode query
-  fast_vector<float> q_partial;          //!< [batch, q_heads, dim] sum of the partial segment's queries
+  fast_vector<float> q;         //!< [batch, q_heads, dim] the current decode query
+  fast_vector<float> q_partial; //!< [batch, q_heads, dim] sum of the partial segment's queries
   selection_state sel;
   fetch_result<T> fetched;
   std::size_t moved_to_fast = 0, moved_to_slow = 0;

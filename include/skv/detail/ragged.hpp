@@ -84,8 +84,9 @@ void relayout(Vector& v, const ragged_layout& from, const ragged_layout& to, std
   std::int64_t max_rows = 0;
   for (auto l : to.length) max_rows = std::max(max_rows, l);
   if (max_rows > 0 && !v.empty()) {
-    parallel_for(std::int64_t(to.pairs()) * max_rows,
-                 copy_rows<T>{raw(v), raw(fresh), raw(from.d_offset), raw(to.d_offset), raw(to.d_length), width, max_rows});
+    parallel_for(
+        std::int64_t(to.pairs()) * max_rows,
+        copy_rows<T>{raw(v), raw(fresh), raw(from.d_offset), raw(to.d_offset), raw(to.d_length), width, max_rows});
   }
   v.swap(fresh);
 }

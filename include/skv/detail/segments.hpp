@@ -13,23 +13,25 @@ SKV_HOST_DEVICE inline std::int64_t lower_bound_pos(const std::int32_t* pos, std
   std::int64_t lo = 0, hi = n;
   while (lo < hi) {
     const std::int64_t mid = (lo + hi) / 2;
-    if (pos[mid] < value) lo = mid + 1;
-    else hi = mid;
+    if (pos[mid] < value)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo;
 }
 
 //! For pair p and segment rows [from[p], rows[p]): the store range of the segment's retained tokens.
 struct locate_segments {
-  const std::int32_t* begins;       //!< concatenated closed-segment begins of all sequences
-  const std::int64_t* begin_off;    //!< [batch] first entry of each sequence in `begins`
-  const std::int64_t* partial;      //!< [batch] open segment's first position (end of the last closed one)
-  const std::int32_t* pos;          //!< store positions
-  const std::int64_t* store_off;    //!< [pairs]
-  const std::int32_t* store_len;    //!< [pairs]
-  const std::int64_t* seg_off;      //!< [pairs]
-  const std::int32_t* from;         //!< [pairs] first row to compute
-  const std::int32_t* rows;         //!< [pairs] closed segments
+  const std::int32_t* begins;    //!< concatenated closed-segment begins of all sequences
+  const std::int64_t* begin_off; //!< [batch] first entry of each sequence in `begins`
+  const std::int64_t* partial;   //!< [batch] open segment's first position (end of the last closed one)
+  const std::int32_t* pos;       //!< store positions
+  const std::int64_t* store_off; //!< [pairs]
+  const std::int32_t* store_len; //!< [pairs]
+  const std::int64_t* seg_off;   //!< [pairs]
+  const std::int32_t* from;      //!< [pairs] first row to compute
+  const std::int32_t* rows;      //!< [pairs] closed segments
   std::int32_t* first;
   std::int32_t* count;
   int kv_heads;
@@ -50,7 +52,7 @@ struct locate_segments {
 //! Summarizes segment rows [from[p], rows[p]) of every pair with `Sum`, reading keys from the store.
 template <class Sum, class T>
 struct summarize_segments {
-  const T* keys;                    //!< store keys
+  const T* keys; //!< store keys
   const std::int64_t* store_off;
   const std::int64_t* seg_off;
   const std::int32_t* from;

@@ -15,9 +15,9 @@ template <class T, tier Tier>
 struct token_store {
   int dim = 0;
   ragged_layout layout;
-  tier_vector<T, Tier> k;                //!< [capacity, dim] per pair
-  tier_vector<T, Tier> v;                //!< [capacity, dim] per pair
-  tier_vector<std::int32_t, Tier> pos;   //!< [capacity] logical position of each stored token
+  tier_vector<T, Tier> k;              //!< [capacity, dim] per pair
+  tier_vector<T, Tier> v;              //!< [capacity, dim] per pair
+  tier_vector<std::int32_t, Tier> pos; //!< [capacity] logical position of each stored token
 
   std::size_t bytes() const { return allocated_bytes(k) + allocated_bytes(v) + allocated_bytes(pos); }
   std::int64_t length(std::size_t p) const { return layout.length[p]; }
@@ -56,10 +56,10 @@ struct gather_into_store {
   T* v;
   std::int32_t* pos;
   const std::int64_t* dst_offset;
-  const std::int64_t* first;        // [pairs] first destination row
-  const std::int64_t* keep_offset;  // [pairs + 1] CSR of positions to copy
-  const std::int32_t* keep_pos;     // [nnz] positions within the sequence
-  const std::int64_t* seq_offset;   // [batch] packed row of each sequence's position 0
+  const std::int64_t* first;       // [pairs] first destination row
+  const std::int64_t* keep_offset; // [pairs + 1] CSR of positions to copy
+  const std::int32_t* keep_pos;    // [nnz] positions within the sequence
+  const std::int64_t* seq_offset;  // [batch] packed row of each sequence's position 0
   int kv_heads;
   int dim;
   std::int64_t max_rows;

@@ -21,7 +21,8 @@ inline void check_heads(int q_heads, int kv_heads, int head_dim, const model_sha
           std::to_string(s.num_kv_heads) + " (the cache's model_shape)");
   require(q_heads == s.num_q_heads, where, "num_q_heads", q_heads,
           std::to_string(s.num_q_heads) + " (the cache's model_shape)");
-  require(head_dim == s.head_dim, where, "head_dim", head_dim, std::to_string(s.head_dim) + " (the cache's model_shape)");
+  require(head_dim == s.head_dim, where, "head_dim", head_dim,
+          std::to_string(s.head_dim) + " (the cache's model_shape)");
 }
 
 template <class Src>
@@ -37,11 +38,12 @@ struct non_finite_count {
 
 //! Throws when any of the [rows, heads, dim] elements of `x` is NaN or infinite.
 template <class Src>
-void check_finite(tensor_view<const Src> x, std::int64_t rows, int heads, int dim, const char* where, const char* name) {
+void check_finite(tensor_view<const Src> x, std::int64_t rows, int heads, int dim, const char* where,
+                  const char* name) {
   const std::int64_t n = rows * heads * dim;
   const int bad = thrust::transform_reduce(thrust::device, thrust::counting_iterator<std::int64_t>(0),
-                                           thrust::counting_iterator<std::int64_t>(n), non_finite_count<Src>{x, heads, dim},
-                                           0, thrust::plus<int>());
+                                           thrust::counting_iterator<std::int64_t>(n),
+                                           non_finite_count<Src>{x, heads, dim}, 0, thrust::plus<int>());
   if (bad > 0)
     throw_invalid(where, name, std::to_string(bad) + " non-finite values", "finite values only (check_values is on)");
 }

@@ -17,17 +17,17 @@ namespace detail {
 
 //! Per pair: map the sorted selection onto buffer slots, reusing resident rows; list the rows to copy.
 struct assign_slots {
-  const std::int32_t* sel;       // [pairs, cap] store indices, increasing
+  const std::int32_t* sel; // [pairs, cap] store indices, increasing
   const std::int32_t* sel_count;
   const std::uint8_t* sel_all;
-  std::int32_t* res_idx;         // [pairs, cap] resident store indices, increasing
-  std::int32_t* res_slot;        // [pairs, cap]
-  std::int32_t* res_n;           // [pairs]
-  std::int32_t* slots;           // [pairs, cap] output: slot of each selected token
-  std::uint8_t* used;            // [pairs, cap] scratch
-  std::int32_t* copy_src;        // [pairs, cap] store index to copy
-  std::int32_t* copy_dst;        // [pairs, cap] into this slot
-  std::int32_t* copy_n;          // [pairs]
+  std::int32_t* res_idx;  // [pairs, cap] resident store indices, increasing
+  std::int32_t* res_slot; // [pairs, cap]
+  std::int32_t* res_n;    // [pairs]
+  std::int32_t* slots;    // [pairs, cap] output: slot of each selected token
+  std::uint8_t* used;     // [pairs, cap] scratch
+  std::int32_t* copy_src; // [pairs, cap] store index to copy
+  std::int32_t* copy_dst; // [pairs, cap] into this slot
+  std::int32_t* copy_n;   // [pairs]
   std::int64_t cap;
   SKV_HOST_DEVICE void operator()(std::int64_t p) const {
     if (sel_all[p]) {
@@ -140,9 +140,9 @@ struct host_offloader {
       if (l.sel.all_host[p]) streamed += l.sel.count_host[p];
     }
     if (max_m > 0)
-      detail::parallel_for(P * max_m, detail::copy_to_buffer<T>{raw(l.store.k), raw(l.store.v),
-                                                                raw(l.store.layout.d_offset), kbuf, vbuf,
-                                                                raw(copy_src_), raw(copy_dst_), raw(copy_n_), cap, max_m, D});
+      detail::parallel_for(
+          P * max_m, detail::copy_to_buffer<T>{raw(l.store.k), raw(l.store.v), raw(l.store.layout.d_offset), kbuf, vbuf,
+                                               raw(copy_src_), raw(copy_dst_), raw(copy_n_), cap, max_m, D});
     const std::size_t row_bytes = std::size_t(2) * D * sizeof(T);
     l.moved_to_fast += std::size_t(copied + streamed) * row_bytes;
     last_copied_ = copied;
@@ -166,9 +166,9 @@ struct host_offloader {
   std::int64_t last_streamed() const { return last_streamed_; }
 
   std::size_t bytes() const {
-    return allocated_bytes(k_) + allocated_bytes(v_) + allocated_bytes(res_idx_) + allocated_bytes(res_slot_) + allocated_bytes(res_n_) +
-           allocated_bytes(slots_) + allocated_bytes(used_) + allocated_bytes(copy_src_) + allocated_bytes(copy_dst_) +
-           allocated_bytes(copy_n_);
+    return allocated_bytes(k_) + allocated_bytes(v_) + allocated_bytes(res_idx_) + allocated_bytes(res_slot_) +
+           allocated_bytes(res_n_) + allocated_bytes(slots_) + allocated_bytes(used_) + allocated_bytes(copy_src_) +
+           allocated_bytes(copy_dst_) + allocated_bytes(copy_n_);
   }
 
 private:

@@ -34,10 +34,21 @@ inline bool ends_sentence(std::string_view text) {
     }
     if (newlines >= 2) return true;
   }
-  static constexpr std::string_view closers[] = {" ", "\t", "\n", "\r", "\"", "'", ")", "]", "}",
-                                                  "\xE2\x80\x9D" /* ” */, "\xE2\x80\x99" /* ’ */,
-                                                  "\xC2\xBB" /* » */, "\xE3\x80\x8D" /* 」 */, "\xE3\x80\x8F" /* 』 */,
-                                                  "\xEF\xBC\x89" /* ） */};
+  static constexpr std::string_view closers[] = {" ",
+                                                 "\t",
+                                                 "\n",
+                                                 "\r",
+                                                 "\"",
+                                                 "'",
+                                                 ")",
+                                                 "]",
+                                                 "}",
+                                                 "\xE2\x80\x9D" /* ” */,
+                                                 "\xE2\x80\x99" /* ’ */,
+                                                 "\xC2\xBB" /* » */,
+                                                 "\xE3\x80\x8D" /* 」 */,
+                                                 "\xE3\x80\x8F" /* 』 */,
+                                                 "\xEF\xBC\x89" /* ） */};
   for (bool stripped = true; stripped && !text.empty();) {
     stripped = false;
     for (auto c : closers)
@@ -47,8 +58,8 @@ inline bool ends_sentence(std::string_view text) {
         break;
       }
   }
-  static constexpr std::string_view enders[] = {".", "!", "?", "\xE2\x80\xA6" /* … */, "\xE3\x80\x82" /* 。 */,
-                                                "\xEF\xBC\x81" /* ！ */, "\xEF\xBC\x9F" /* ？ */};
+  static constexpr std::string_view enders[] = {
+      ".", "!", "?", "\xE2\x80\xA6" /* … */, "\xE3\x80\x82" /* 。 */, "\xEF\xBC\x81" /* ！ */, "\xEF\xBC\x9F" /* ？ */};
   for (auto e : enders)
     if (ends_with(text, e)) return true;
   return false;

@@ -30,7 +30,8 @@ void keep_head_tail(int pairs, Length length, std::int64_t head, std::int64_t ta
 //! Retain every prompt token.
 template <class L, class Src>
 void retain_everything(const L& l, const prefill_input<Src>& in, index_lists& keep) {
-  keep_head_tail(l.pairs(), [&](int p) { return std::int64_t(in.seq_len[p / l.kv_heads()]); }, 0, INT32_MAX, keep);
+  keep_head_tail(
+      l.pairs(), [&](int p) { return std::int64_t(in.seq_len[p / l.kv_heads()]); }, 0, INT32_MAX, keep);
 }
 
 //! Select every retained token of every pair.

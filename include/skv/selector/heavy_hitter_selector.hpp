@@ -48,8 +48,9 @@ struct evict_lowest {
     float* hs = heap_score + p * (drop + 1);
     std::int32_t* hi = heap_id + p * (drop + 1);
     // the lowest scores rank best under negation; equal scores rank the lower (older) index first
-    const int h = drop > 0 ? budget_topk(candidates, [a](std::int32_t i) { return -a[i]; },
-                                         [](std::int32_t) { return std::int64_t(1); }, drop, hs, hi)
+    const int h = drop > 0 ? budget_topk(
+                                 candidates, [a](std::int32_t i) { return -a[i]; },
+                                 [](std::int32_t) { return std::int64_t(1); }, drop, hs, hi)
                            : 0;
     sort_ascending(hi, h);
     std::int32_t m = 0;
@@ -80,9 +81,9 @@ struct accumulate_weights {
 
 struct heavy_hitter_selector {
   struct options {
-    int budget = 1024;                //!< tokens kept per (sequence, KV head)
-    float recent_ratio = 0.5f;        //!< share of the budget for the recent window (the rest: heavy hitters)
-    window_options window{32, 1};     //!< prefill seeding: observation window, no pooling
+    int budget = 1024;            //!< tokens kept per (sequence, KV head)
+    float recent_ratio = 0.5f;    //!< share of the budget for the recent window (the rest: heavy hitters)
+    window_options window{32, 1}; //!< prefill seeding: observation window, no pooling
   };
   static constexpr bool needs_summaries = false;
 

@@ -67,17 +67,19 @@ struct ranking_query {
   float* out;
   std::int64_t per_seq;
   bool mean;
-  SKV_HOST_DEVICE void operator()(std::int64_t i) const { out[i] = mean ? q_partial[i] * inv_count[i / per_seq] : q[i]; }
+  SKV_HOST_DEVICE void operator()(std::int64_t i) const {
+    out[i] = mean ? q_partial[i] * inv_count[i / per_seq] : q[i];
+  }
 };
 
 //! Score of every closed segment of every pair.
 template <class Sum, class T>
 struct score_segments {
-  const float* q;            // [batch, q_heads, dim]
-  const T* summary;          // laid out by seg_off
+  const float* q;   // [batch, q_heads, dim]
+  const T* summary; // laid out by seg_off
   const std::int64_t* seg_off;
   const std::int32_t* rows;
-  float* score;              // laid out by seg_off
+  float* score; // laid out by seg_off
   int kv_heads, group, dim;
   std::int64_t max_rows;
   SKV_HOST_DEVICE void operator()(std::int64_t i) const {
@@ -96,12 +98,12 @@ struct take_segments {
   const std::int32_t* rows;
   const std::int32_t* first;
   const std::int32_t* count;
-  const std::int32_t* length;     // [pairs] retained tokens
-  const std::uint8_t* dense;      // [pairs] 1: select everything (fallback / dense layer)
-  std::int32_t* sel_index;        // [pairs, cap]
+  const std::int32_t* length; // [pairs] retained tokens
+  const std::uint8_t* dense;  // [pairs] 1: select everything (fallback / dense layer)
+  std::int32_t* sel_index;    // [pairs, cap]
   std::int32_t* sel_count;
   std::uint8_t* sel_all;
-  float* heap_score;              // [pairs, budget + 1]
+  float* heap_score; // [pairs, budget + 1]
   std::int32_t* heap_id;
   std::int64_t cap;
   int sink, recent;
@@ -132,7 +134,8 @@ struct take_segments {
     };
     float* hs = heap_score + p * (budget + 1);
     std::int32_t* hid = heap_id + p * (budget + 1);
-    const int h = budget_topk(rows[p], [s](std::int32_t i) { return s[i]; }, weight, budget, hs, hid);
+    const int h = budget_topk(
+        rows[p], [s](std::int32_t i) { return s[i]; }, weight, budget, hs, hid);
     std::int64_t taken = 0;
     for (int i = 0; i + 1 < h; ++i) taken += weight(hid[i]);
     const std::int32_t cut_id = h > 0 ? hid[h - 1] : -1;
@@ -196,8 +199,10 @@ struct semantic_topk_selector {
 
   template <class L, class Src>
   void retain_prefill(L& l, const detail::prefill_input<Src>& in, detail::index_lists& keep) {
-    if (o_.prefilter) detail::retain_by_window(l, in, o_.window, capacity(), keep);
-    else detail::retain_everything(l, in, keep);
+    if (o_.prefilter)
+      detail::retain_by_window(l, in, o_.window, capacity(), keep);
+    else
+      detail::retain_everything(l, in, keep);
   }
   template <class L>
   bool retain_append(L&, detail::index_lists&) {
@@ -222,7 +227,8 @@ struct semantic_topk_selector {
     fast_vector<float> d_inv(inv.begin(), inv.end());
     detail::parallel_for(std::int64_t(l.q.size()),
                          detail::ranking_query{raw(l.q), raw(l.q_partial), raw(d_inv), raw(query_),
-                                               std::int64_t(l.shape.num_q_heads) * D, o_.query == query_mode::partial_mean});
+                                               std::int64_t(l.shape.num_q_heads) * D,
+                                               o_.query == query_mode::partial_mean});
     // segment scores
     const auto& lay = l.segs.layout;
     std::int64_t max_rows = 1;
@@ -247,8 +253,8 @@ struct semantic_topk_selector {
   }
 
   std::size_t bytes() const {
-    return allocated_bytes(query_) + allocated_bytes(score_) + allocated_bytes(heap_score_) + allocated_bytes(heap_id_) +
-           allocated_bytes(dense_);
+    return allocated_bytes(query_) + allocated_bytes(score_) + allocated_bytes(heap_score_) +
+           allocated_bytes(heap_id_) + allocated_bytes(dense_);
   }
 
 private:

@@ -30,15 +30,16 @@ struct streaming_selector {
 
   template <class L, class Src>
   void retain_prefill(L& l, const detail::prefill_input<Src>& in, detail::index_lists& keep) {
-    detail::keep_head_tail(l.pairs(), [&](int p) { return std::int64_t(in.seq_len[p / l.kv_heads()]); }, o_.sink,
-                           recent(), keep);
+    detail::keep_head_tail(
+        l.pairs(), [&](int p) { return std::int64_t(in.seq_len[p / l.kv_heads()]); }, o_.sink, recent(), keep);
   }
   template <class L>
   bool retain_append(L& l, detail::index_lists& keep) {
     bool over = false;
     for (int p = 0; p < l.pairs(); ++p) over |= l.store.length(p) > o_.budget;
     if (!over) return false;
-    detail::keep_head_tail(l.pairs(), [&](int p) { return l.store.length(p); }, o_.sink, recent(), keep);
+    detail::keep_head_tail(
+        l.pairs(), [&](int p) { return l.store.length(p); }, o_.sink, recent(), keep);
     return true;
   }
   template <class L>

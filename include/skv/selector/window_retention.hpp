@@ -15,8 +15,8 @@ SKV_NAMESPACE_BEGIN
 
 //! Options of the observation-window pre-filter.
 struct window_options {
-  int window = 32;     //!< observation window w: the last w prompt queries
-  int kernel = 7;      //!< max-pool kernel (odd; padding kernel / 2)
+  int window = 32; //!< observation window w: the last w prompt queries
+  int kernel = 7;  //!< max-pool kernel (odd; padding kernel / 2)
   void validate(const char* where) const {
     detail::require(window >= 1 && window <= 128, where, "window", window, "[1, 128]");
     detail::require(kernel >= 1 && kernel % 2 == 1, where, "kernel", kernel, "an odd number >= 1");
@@ -47,8 +47,8 @@ struct keep_top_tokens {
     } else {
       float* hs = heap_score + p * heap_cap;
       std::int32_t* hi = heap_id + p * heap_cap;
-      kept = budget_topk(limit[p], [s](std::int32_t i) { return s[i]; }, [](std::int32_t) { return std::int64_t(1); },
-                         k[p], hs, hi);
+      kept = budget_topk(
+          limit[p], [s](std::int32_t i) { return s[i]; }, [](std::int32_t) { return std::int64_t(1); }, k[p], hs, hi);
       sort_ascending(hi, kept);
       for (int i = 0; i < kept; ++i) o[i] = hi[i];
     }
@@ -108,7 +108,8 @@ void retain_by_window(const L& l, const prefill_input<Src>& in, const window_opt
   fast_vector<float> hs(std::size_t(P * heap_cap));
   fast_vector<std::int32_t> hi(std::size_t(P * heap_cap));
   fast_vector<std::int64_t> d_off(r.off.begin(), r.off.end());
-  fast_vector<std::int32_t> d_limit(r.limit.begin(), r.limit.end()), d_n(r.n.begin(), r.n.end()), d_k(k.begin(), k.end());
+  fast_vector<std::int32_t> d_limit(r.limit.begin(), r.limit.end()), d_n(r.n.begin(), r.n.end()),
+      d_k(k.begin(), k.end());
   parallel_for(P, keep_top_tokens{raw(r.pooled), raw(d_off), raw(d_limit), raw(d_n), raw(d_k), raw(keep.d_offset),
                                   raw(keep.index), raw(hs), raw(hi), heap_cap});
 }

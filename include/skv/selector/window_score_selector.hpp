@@ -52,9 +52,9 @@ struct segment_window_scores {
   const std::int32_t* limit;
   const std::int32_t* begins;
   const std::int64_t* begin_off;
-  const std::int32_t* segs;      // [batch] closed segments
-  const std::int32_t* n;         // [pairs] prompt length
-  float* seg_score;              // [pairs, max_segs]
+  const std::int32_t* segs; // [batch] closed segments
+  const std::int32_t* n;    // [pairs] prompt length
+  float* seg_score;         // [pairs, max_segs]
   std::int32_t* seg_weight;
   int kv_heads;
   std::int64_t max_segs;
@@ -97,8 +97,9 @@ struct keep_top_segments {
     std::int64_t m = 0;
     float* hs = heap_score + p * heap_cap;
     std::int32_t* hi = heap_id + p * heap_cap;
-    const int h = budget_topk(segs[b], [sc](std::int32_t i) { return sc[i]; },
-                              [w](std::int32_t i) { return std::int64_t(w[i]); }, k[p], hs, hi);
+    const int h = budget_topk(
+        segs[b], [sc](std::int32_t i) { return sc[i]; }, [w](std::int32_t i) { return std::int64_t(w[i]); }, k[p], hs,
+        hi);
     std::int64_t taken = 0;
     for (int i = 0; i + 1 < h; ++i) taken += w[hi[i]];
     const std::int32_t cut_id = h > 0 ? hi[h - 1] : -1;
@@ -117,11 +118,11 @@ struct keep_top_segments {
 template <class Defaults = snap_kv_defaults>
 struct window_score_selector {
   struct options {
-    int budget = Defaults::budget;             //!< tokens kept per (sequence, KV head) at prefill, window included
+    int budget = Defaults::budget;               //!< tokens kept per (sequence, KV head) at prefill, window included
     window_options window{32, Defaults::kernel}; //!< observation window and max-pool kernel (1 = no pooling)
-    int pyramid_beta = Defaults::pyramid_beta; //!< > 0: PyramidKV per-layer budgets with this β (0 = off)
-    int reuse_depth = Defaults::reuse_depth;   //!< layers sharing one set of kept positions (1 = no reuse)
-    std::vector<int> head_budgets;             //!< optional per-KV-head budgets (overrides `budget`)
+    int pyramid_beta = Defaults::pyramid_beta;   //!< > 0: PyramidKV per-layer budgets with this β (0 = off)
+    int reuse_depth = Defaults::reuse_depth;     //!< layers sharing one set of kept positions (1 = no reuse)
+    std::vector<int> head_budgets;               //!< optional per-KV-head budgets (overrides `budget`)
   };
   static constexpr bool needs_summaries = false;
 
