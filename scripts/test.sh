@@ -12,11 +12,14 @@ skip=",${SKV_TEST_SKIP:-},"
 stage() { printf '\n=== %s ===\n' "$*"; }
 
 stage "build (Release, OMP + CPP backends)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSKV_CUDA=OFF >/dev/null
 cmake --build build -j"$jobs"
 stage "ctest"
 ctest --test-dir build --output-on-failure -j"$jobs" 2>&1 | tee build/ctest.log
 main_summary=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' build/ctest.log | tail -1)
+
+stage "docs/api.md matches the headers' //! comments"
+python3 scripts/gen_api_docs.py --check
 
 if [[ $skip != *,asan,* ]]; then
   stage "sanitizers: ASan + UBSan (CPP backend)"

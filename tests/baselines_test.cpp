@@ -4,6 +4,9 @@
 
 #include "sentence_reference.hpp"
 
+// One namespace per test file: the CUDA test binary compiles every file in one translation unit.
+namespace baselines_test {
+
 namespace {
 
 constexpr int QH = 8, KH = 2, D = 64;
@@ -263,3 +266,5 @@ TEST_CASE("per-KV-head budgets free memory for real: the ledger follows the sum 
   CHECK(skewed < uniform * 11 / 10);
   CHECK(uniform * 3 < all); // and far below keeping all 4000 tokens
 }
+
+} // namespace baselines_test

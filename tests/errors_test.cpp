@@ -5,6 +5,9 @@
 
 #include "reference.hpp"
 
+// One namespace per test file: the CUDA test binary compiles every file in one translation unit.
+namespace errors_test {
+
 namespace {
 using cache_t = skv::streaming_llm<float>;
 constexpr int QH = 8, KH = 2, D = 64;
@@ -137,3 +140,5 @@ TEST_CASE("bad prefill and decode inputs leave the cache intact") {
   CHECK(cache.length(0, 0) == 121);
   check_still_answers(cache, hist, rng);
 }
+
+} // namespace errors_test

@@ -3,6 +3,9 @@
 
 #include "reference.hpp"
 
+// One namespace per test file: the CUDA test binary compiles every file in one translation unit.
+namespace kv_cache_test {
+
 namespace {
 
 template <class T>
@@ -142,3 +145,5 @@ TEST_CASE("selection exports: CSR and -1-padded tables agree") {
   CHECK_THROWS_WITH_AS(cache.export_padded(0, table.data(), 2, lengths.data()),
                        doctest::Contains("argument 'width' is 2"), skv::invalid_argument);
 }
+
+} // namespace kv_cache_test

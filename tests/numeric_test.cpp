@@ -6,6 +6,9 @@
 #include <cstring>
 #include <limits>
 
+// One namespace per test file: the CUDA test binary compiles every file in one translation unit.
+namespace numeric_test {
+
 namespace {
 // Independent reference: decode binary16 by its definition.
 double half_value(std::uint16_t h) {
@@ -56,3 +59,5 @@ TEST_CASE("bfloat16 conversions") {
     if (!std::isnan(f)) REQUIRE(skv::from_float<skv::bfloat16>(f).bits == b);
   }
 }
+
+} // namespace numeric_test

@@ -6,6 +6,9 @@
 
 #include "sentence_reference.hpp"
 
+// One namespace per test file: the CUDA test binary compiles every file in one translation unit.
+namespace sentence_kv_test {
+
 namespace {
 
 constexpr std::int32_t boundary = 1, vocab = 50;
@@ -301,3 +304,5 @@ TEST_CASE("sentence boundaries derived from a vocabulary") {
   const auto ids = skv::sentence_boundaries(vocab);
   CHECK(ids == std::vector<std::int32_t>{0, 3, 4, 5, 6, 7, 12, 13, 14, 16, 17});
 }
+
+} // namespace sentence_kv_test

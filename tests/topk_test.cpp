@@ -10,6 +10,9 @@
 #include <random>
 #include <vector>
 
+// One namespace per test file: the CUDA test binary compiles every file in one translation unit.
+namespace topk_test {
+
 TEST_CASE("budget_topk = the shortest best-ranked prefix reaching the budget, ties by lower index") {
   std::mt19937 rng(42);
   for (int trial = 0; trial < 300; ++trial) {
@@ -53,3 +56,5 @@ TEST_CASE("sort_ascending") {
     REQUIRE(a == want);
   }
 }
+
+} // namespace topk_test

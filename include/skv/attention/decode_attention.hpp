@@ -15,6 +15,10 @@
 #include <cmath>
 #include <cstdint>
 
+#if defined(__AVX512F__) && !defined(__CUDA_ARCH__)
+#  include <immintrin.h>
+#endif
+
 SKV_NAMESPACE_BEGIN
 namespace detail {
 
@@ -58,24 +62,106 @@ struct attend_params {
   float* part_acc; //!< [items, 8, dim] unnormalised output
 };
 
+#if defined(__AVX512F__) && !defined(__CUDA_ARCH__)
+#  define SKV_ATTEND_AVX512 1
+#  if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics seed results with _mm512_undefined_ps(), which -Wmaybe-uninitialized reports when
+// they are inlined here (a false positive)
+#    pragma GCC diagnostic push
+#    pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#  endif
+//! AVX-512 building blocks of the CPU decode-attention path (host code only; the portable loops are the reference).
+namespace avx512 {
+SKV_FORCEINLINE __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+SKV_FORCEINLINE __m512 load16(const bfloat16* p) { // bf16 -> f32 is a 16-bit shift
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+}
+SKV_FORCEINLINE __m512 load16(const half* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+
+//! Lane j of the result = sum of the 16 lanes of v[j]: a transpose-and-add tree (45 shuffles/adds for 16 sums).
+SKV_FORCEINLINE __m512 sum16(const __m512* v) {
+  __m512 w[8], x[4], y[2];
+  for (int k = 0; k < 8; ++k) // per 128-bit block: [v2k, v2k+1, v2k, v2k+1] partials
+    w[k] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]), _mm512_unpackhi_ps(v[2 * k], v[2 * k + 1]));
+  for (int k = 0; k < 4; ++k) // per block: [v4k, v4k+1, v4k+2, v4k+3] partials
+    x[k] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * k], w[2 * k + 1], 0x44), _mm512_shuffle_ps(w[2 * k], w[2 * k + 1], 0xee));
+  for (int k = 0; k < 2; ++k) // blocks: [v8k..8k+3 (b0+b1), (b2+b3), v8k+4..8k+7 (b0+b1), (b2+b3)]
+    y[k] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * k], x[2 * k + 1], 0x88),
+                         _mm512_shuffle_f32x4(x[2 * k], x[2 * k + 1], 0xdd));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(y[0], y[1], 0x88), _mm512_shuffle_f32x4(y[0], y[1], 0xdd));
+}
+
+//! exp_polynomial on 16 lanes (same reduction and polynomial; 2^n by scalef).
+SKV_FORCEINLINE __m512 exp16(__m512 x) {
+  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.72f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), xc);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723e-6f), r);
+  __m512 p = _mm512_set1_ps(1.f / 5040.f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 720.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  const __m512 e = _mm512_scalef_ps(p, n);
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ), e);
+}
+} // namespace avx512
+#endif
+
+//! Partial attention of one work item: running max, sum and unnormalised output per query head of the group block.
 template <class T, int D>
 struct attend_partial {
   attend_params<T> a;
-  SKV_HOST_DEVICE void operator()(std::int64_t item) const {
-    constexpr int GB = attend_group_block, BLK = attend_block;
-    const std::int64_t per_pair = std::int64_t(a.chunks) * a.gblocks;
-    const std::int64_t p = item / per_pair;
-    const int gb = int((item % per_pair) / a.chunks), c = int(item % a.chunks);
-    const int g0 = gb * GB, ng = (a.group - g0) < GB ? (a.group - g0) : GB;
-    const int n = a.count[p];
-    const int begin = c * a.chunk, end = (begin + a.chunk) < n ? (begin + a.chunk) : n;
-    const int b = int(p / a.kv_heads), h = int(p % a.kv_heads);
-    const float* q = a.q + (std::int64_t(b) * a.kv_heads * a.group + std::int64_t(h) * a.group + g0) * D;
-    const T* kb = a.k_base[p];
-    const T* vb = a.v_base[p];
-    const std::int32_t* slots = a.slots + p * a.slot_stride;
-    const bool all = a.all[p] != 0;
 
+  struct item_geometry {
+    std::int64_t p;
+    int ng, begin, end;
+    const float* q;
+    const T* kb;
+    const T* vb;
+    const std::int32_t* slots;
+    bool all;
+  };
+  SKV_HOST_DEVICE item_geometry geometry(std::int64_t item) const {
+    constexpr int GB = attend_group_block;
+    const std::int64_t per_pair = std::int64_t(a.chunks) * a.gblocks;
+    item_geometry g;
+    g.p = item / per_pair;
+    const int gb = int((item % per_pair) / a.chunks), c = int(item % a.chunks);
+    const int g0 = gb * GB;
+    g.ng = (a.group - g0) < GB ? (a.group - g0) : GB;
+    const int n = a.count[g.p];
+    g.begin = c * a.chunk;
+    g.end = (g.begin + a.chunk) < n ? (g.begin + a.chunk) : n;
+    const int b = int(g.p / a.kv_heads), h = int(g.p % a.kv_heads);
+    g.q = a.q + (std::int64_t(b) * a.kv_heads * a.group + std::int64_t(h) * a.group + g0) * D;
+    g.kb = a.k_base[g.p];
+    g.vb = a.v_base[g.p];
+    g.slots = a.slots + g.p * a.slot_stride;
+    g.all = a.all[g.p] != 0;
+    return g;
+  }
+
+  SKV_HOST_DEVICE void operator()(std::int64_t item) const {
+#if defined(SKV_ATTEND_AVX512)
+    if constexpr (D % 16 == 0) {
+      run_avx512(item);
+      return;
+    }
+#endif
+    run_portable(item);
+  }
+
+  //! Plain loops, written so a compiler vectorizes them without -ffast-math: dot products and the softmax sum go
+  //! through 16 lane-wise partials (no floating-point reduction across a vectorized loop), exp is exp_polynomial.
+  SKV_HOST_DEVICE void run_portable(std::int64_t item) const {
+    constexpr int GB = attend_group_block, BLK = attend_block, W = 16;
+    const item_geometry it = geometry(item);
+    const int ng = it.ng;
     float m[GB], l[GB], acc[GB][D];
     for (int g = 0; g < GB; ++g) {
       m[g] = -INFINITY;
@@ -83,34 +169,38 @@ struct attend_partial {
       for (int d = 0; d < D; ++d) acc[g][d] = 0.f;
     }
     float s[GB][BLK];
-    for (int t0 = begin; t0 < end; t0 += BLK) {
-      const int nb = (end - t0) < BLK ? (end - t0) : BLK;
+    for (int t0 = it.begin; t0 < it.end; t0 += BLK) {
+      const int nb = (it.end - t0) < BLK ? (it.end - t0) : BLK;
       for (int j = 0; j < nb; ++j) {
-        const std::int64_t row = all ? t0 + j : slots[t0 + j];
-        const T* k = kb + row * D;
+        const std::int64_t row = it.all ? t0 + j : it.slots[t0 + j];
+        const T* k = it.kb + row * D;
         float kf[D];
         for (int d = 0; d < D; ++d) kf[d] = to_float(k[d]);
         for (int g = 0; g < ng; ++g) {
+          const float* qg = it.q + g * D;
+          float part[W];
+          for (int e = 0; e < W; ++e) part[e] = 0.f;
+          for (int d0 = 0; d0 + W <= D; d0 += W)
+            for (int e = 0; e < W; ++e) part[e] += qg[d0 + e] * kf[d0 + e];
+          for (int d = D / W * W; d < D; ++d) part[d % W] += qg[d] * kf[d];
           float dot = 0.f;
-          for (int d = 0; d < D; ++d) dot += q[g * D + d] * kf[d];
+          for (int e = 0; e < W; ++e) dot += part[e];
           s[g][j] = dot;
         }
       }
       for (int g = 0; g < ng; ++g) {
         float mb = m[g];
         for (int j = 0; j < nb; ++j) mb = s[g][j] > mb ? s[g][j] : mb;
-        const float rescale = std::exp(m[g] - mb); // exp(-inf) = 0 on the first block
+        const float rescale = exp_polynomial(m[g] - mb); // exp(-inf) = 0 on the first block
         l[g] *= rescale;
         for (int d = 0; d < D; ++d) acc[g][d] *= rescale;
         m[g] = mb;
-        for (int j = 0; j < nb; ++j) {
-          s[g][j] = std::exp(s[g][j] - mb);
-          l[g] += s[g][j];
-        }
+        for (int j = 0; j < nb; ++j) s[g][j] = exp_polynomial(s[g][j] - mb);
+        for (int j = 0; j < nb; ++j) l[g] += s[g][j];
       }
       for (int j = 0; j < nb; ++j) {
-        const std::int64_t row = all ? t0 + j : slots[t0 + j];
-        const T* v = vb + row * D;
+        const std::int64_t row = it.all ? t0 + j : it.slots[t0 + j];
+        const T* v = it.vb + row * D;
         float vf[D];
         for (int d = 0; d < D; ++d) vf[d] = to_float(v[d]);
         for (int g = 0; g < ng; ++g) {
@@ -119,6 +209,12 @@ struct attend_partial {
         }
       }
     }
+    write(item, ng, m, l, acc);
+  }
+
+  SKV_HOST_DEVICE void write(std::int64_t item, int ng, const float* m, const float* l,
+                             const float (*acc)[D]) const {
+    constexpr int GB = attend_group_block;
     float* ml = a.part_ml + item * GB * 2;
     float* out = a.part_acc + item * GB * D;
     for (int g = 0; g < ng; ++g) {
@@ -127,7 +223,100 @@ struct attend_partial {
       for (int d = 0; d < D; ++d) out[g * D + d] = acc[g][d];
     }
   }
+
+#if defined(SKV_ATTEND_AVX512)
+  //! 16 tokens at a time: scores as 16 dot-product vectors reduced by one transpose tree per head, a vector online
+  //! softmax, then P V with the outputs of up to four heads held in registers. Same arithmetic as run_portable up to
+  //! the order of float additions.
+  void run_avx512(std::int64_t item) const {
+    constexpr int GB = attend_group_block, C = D / 16;
+    constexpr int HP = C >= 16 ? 1 : (16 / C < 4 ? 16 / C : 4); // heads whose outputs fit in 16 registers
+    const item_geometry it = geometry(item);
+    const int ng = it.ng;
+    alignas(64) float m[GB], l[GB], acc[GB][D];
+    alignas(64) __m512 dots[GB][16];
+    alignas(64) __m512 vf[16][C];
+    alignas(64) float pb[GB][16];
+    for (int g = 0; g < GB; ++g) {
+      m[g] = -INFINITY;
+      l[g] = 0.f;
+      for (int d = 0; d < D; ++d) acc[g][d] = 0.f;
+    }
+    for (int t0 = it.begin; t0 < it.end; t0 += 16) {
+      const int nb = (it.end - t0) < 16 ? (it.end - t0) : 16;
+      const __mmask16 live = __mmask16((1u << nb) - 1u);
+      // scores
+      for (int j = 0; j < 16; ++j) {
+        if (j >= nb) {
+          for (int g = 0; g < ng; ++g) dots[g][j] = _mm512_setzero_ps();
+          continue;
+        }
+        const std::int64_t row = it.all ? t0 + j : it.slots[t0 + j];
+        const T* k = it.kb + row * D;
+        const T* v = it.vb + row * D;
+        __m512 kr[C];
+        for (int c = 0; c < C; ++c) kr[c] = avx512::load16(k + 16 * c);
+        for (int c = 0; c < C; ++c) vf[j][c] = avx512::load16(v + 16 * c);
+        for (int g = 0; g < ng; ++g) {
+          const float* qg = it.q + g * D;
+          __m512 s0 = _mm512_mul_ps(_mm512_loadu_ps(qg), kr[0]);
+          __m512 s1 = C > 1 ? _mm512_mul_ps(_mm512_loadu_ps(qg + 16), kr[1 < C ? 1 : 0]) : _mm512_setzero_ps();
+          for (int c = 2; c < C; c += 2) {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * c), kr[c], s0);
+            if (c + 1 < C) s1 = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * (c + 1)), kr[c + 1 < C ? c + 1 : c], s1);
+          }
+          dots[g][j] = _mm512_add_ps(s0, s1);
+        }
+      }
+      // online softmax per head
+      for (int g = 0; g < ng; ++g) {
+        const __m512 sv = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), live, avx512::sum16(dots[g]));
+        const float bm = _mm512_reduce_max_ps(sv);
+        if (bm > m[g]) {
+          const float rescale = exp_polynomial(m[g] - bm);
+          l[g] *= rescale;
+          const __m512 r = _mm512_set1_ps(rescale);
+          for (int c = 0; c < C; ++c) _mm512_store_ps(acc[g] + 16 * c, _mm512_mul_ps(r, _mm512_load_ps(acc[g] + 16 * c)));
+          m[g] = bm;
+        }
+        const __m512 pv = avx512::exp16(_mm512_sub_ps(sv, _mm512_set1_ps(m[g])));
+        l[g] += _mm512_reduce_add_ps(pv);
+        _mm512_store_ps(pb[g], pv);
+      }
+      // P V
+      for (int g0 = 0; g0 < ng; g0 += HP) {
+        const int hp = (ng - g0) < HP ? (ng - g0) : HP;
+        switch (hp) {
+        case 1: accumulate_pv<1>(acc[g0], pb[g0], vf, nb); break;
+        case 2: accumulate_pv<HP >= 2 ? 2 : 1>(acc[g0], pb[g0], vf, nb); break;
+        case 3: accumulate_pv<HP >= 3 ? 3 : 1>(acc[g0], pb[g0], vf, nb); break;
+        default: accumulate_pv<HP>(acc[g0], pb[g0], vf, nb); break;
+        }
+      }
+    }
+    write(item, ng, m, l, acc);
+  }
+
+  //! acc[h] += sum_j p[h][j] v[j] for H consecutive heads (rows of 16 floats apart in `p`, D apart in `acc`).
+  template <int H>
+  SKV_FORCEINLINE static void accumulate_pv(float* acc, const float* p, const __m512 (*vf)[D / 16], int nb) {
+    constexpr int C = D / 16;
+    __m512 o[H][C];
+    for (int h = 0; h < H; ++h)
+      for (int c = 0; c < C; ++c) o[h][c] = _mm512_load_ps(acc + h * D + 16 * c);
+    for (int j = 0; j < nb; ++j)
+      for (int h = 0; h < H; ++h) {
+        const __m512 w = _mm512_set1_ps(p[h * 16 + j]);
+        for (int c = 0; c < C; ++c) o[h][c] = _mm512_fmadd_ps(w, vf[j][c], o[h][c]);
+      }
+    for (int h = 0; h < H; ++h)
+      for (int c = 0; c < C; ++c) _mm512_store_ps(acc + h * D + 16 * c, o[h][c]);
+  }
+#endif
 };
+#if defined(SKV_ATTEND_AVX512) && defined(__GNUC__) && !defined(__clang__)
+#  pragma GCC diagnostic pop
+#endif
 
 //! Merges the chunks of one (pair, query head) and writes the normalised output.
 template <class O, int D>
