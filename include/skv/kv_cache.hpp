@@ -405,9 +405,12 @@ public:
     if constexpr (requires(Sel & s, const fast_vector<float>& p, std::int64_t stride) { s.observe(L, p, stride); }) {
       // selectors that learn from attention (H2O) get each selected token's weight, summed over the query group
       probs_.resize(std::size_t(P) * max_n);
-      detail::parallel_for(P, detail::attention_weights<T>{raw(q_scaled_), raw(L.fetched.k_base), L.fetched.slots,
-                                                           raw(L.sel.count), raw(L.sel.all), L.fetched.slot_stride,
-                                                           raw(probs_), max_n, G, D});
+      logits_.resize(std::size_t(P) * max_n);
+      detail::dispatch_head_dim(D, [&](auto d) {
+        detail::parallel_for(P, detail::attention_weights<T, decltype(d)::value>{
+                                    raw(q_scaled_), raw(L.fetched.k_base), L.fetched.slots, raw(L.sel.count),
+                                    raw(L.sel.all), L.fetched.slot_stride, raw(probs_), raw(logits_), max_n, G});
+      });
       sel_[layer].observe(L, probs_, max_n);
     }
   }
@@ -480,7 +483,7 @@ public:
       m.moved_to_slow += std::exchange(L.moved_to_slow, 0);
     }
     m.fast_bytes += allocated_bytes(q_scaled_) + allocated_bytes(part_ml_) + allocated_bytes(part_acc_) +
-                    allocated_bytes(probs_) + allocated_bytes(last_keep_.index) + allocated_bytes(last_keep_.d_offset);
+                    allocated_bytes(probs_) + allocated_bytes(logits_) + allocated_bytes(last_keep_.index) + allocated_bytes(last_keep_.d_offset);
     return m;
   }
 
@@ -726,7 +729,7 @@ private:
   std::vector<Off> off_;
   std::vector<layer_type> layers_;
   fast_vector<float> q_scaled_, part_ml_, part_acc_; //!< attention scratch, reused across calls
-  fast_vector<float> probs_;                         //!< attention weights for selectors that observe them
+  fast_vector<float> probs_, logits_;                //!< attention weights for selectors that observe them
   detail::index_lists last_keep_;                    //!< what the last prefilled layer retained (positions)
   std::vector<std::int32_t> last_keep_lengths_;
   int last_keep_layer_ = -2;

@@ -8,10 +8,12 @@
 //! every closed segment's summary, summed over the KV head's query group. Selection is per (sequence, KV head).
 #pragma once
 
+#include <skv/detail/dispatch.hpp>
 #include <skv/selector/common.hpp>
 #include <skv/selector/window_retention.hpp>
 #include <skv/tensor.hpp>
 
+#include <algorithm>
 #include <string>
 
 SKV_NAMESPACE_BEGIN
@@ -72,22 +74,35 @@ struct ranking_query {
   }
 };
 
-//! Score of every closed segment of every pair.
-template <class Sum, class T>
+//! Sums the ranking queries of each pair's query group (for summarizers whose score is linear in the query).
+struct sum_group_queries {
+  const float* q; // [pairs, group, dim]
+  float* out;     // [pairs, dim]
+  int group, dim;
+  SKV_HOST_DEVICE void operator()(std::int64_t i) const {
+    const std::int64_t p = i / dim, d = i % dim;
+    float s = 0.f;
+    for (int g = 0; g < group; ++g) s += q[(p * group + g) * dim + d];
+    out[i] = s;
+  }
+};
+
+//! Score of every closed segment of every pair; `group` query rows per pair (1 when pre-summed).
+template <class Sum, class T, int D>
 struct score_segments {
-  const float* q;   // [batch, q_heads, dim]
+  const float* q;   // [pairs, group, D]
   const T* summary; // laid out by seg_off
   const std::int64_t* seg_off;
   const std::int32_t* rows;
   float* score; // laid out by seg_off
-  int kv_heads, group, dim;
+  int group;
   std::int64_t max_rows;
   SKV_HOST_DEVICE void operator()(std::int64_t i) const {
     const std::int64_t p = i / max_rows, s = i % max_rows;
     if (s >= rows[p]) return;
-    const float* qp = q + p * group * dim; // pair p = b * kv_heads + h owns query heads [h * group, (h + 1) * group)
+    const float* qp = q + p * group * D; // pair p = b * kv_heads + h owns query heads [h * group, (h + 1) * group)
     const std::int64_t row = seg_off[p] + s;
-    score[row] = Sum::template score<T>(qp, group, dim, summary + row * Sum::vectors * dim);
+    score[row] = Sum::template score<T>(qp, group, D, summary + row * Sum::vectors * D);
   }
 };
 
@@ -229,14 +244,30 @@ struct semantic_topk_selector {
                          detail::ranking_query{raw(l.q), raw(l.q_partial), raw(d_inv), raw(query_),
                                                std::int64_t(l.shape.num_q_heads) * D,
                                                o_.query == query_mode::partial_mean});
-    // segment scores
+    // segment scores (skipped when every pair attends to everything: dense layers, fallback steps)
     const auto& lay = l.segs.layout;
     std::int64_t max_rows = 1;
     for (int p = 0; p < P; ++p) max_rows = std::max<std::int64_t>(max_rows, lay.length[p]);
     score_.resize(std::max<std::size_t>(1, std::size_t(lay.total_capacity())));
-    detail::parallel_for(std::int64_t(P) * max_rows,
-                         detail::score_segments<Sum, T>{raw(query_), raw(l.segs.summary), raw(lay.d_offset),
-                                                        raw(lay.d_length), raw(score_), H, G, D, max_rows});
+    const bool all_dense = std::all_of(dense.begin(), dense.end(), [](std::uint8_t x) { return x != 0; });
+    if (!all_dense) {
+      // a score linear in the query (mean keys) sums the group's queries once instead of once per segment
+      constexpr bool linear = requires { requires Sum::linear_in_query; };
+      const float* qs = raw(query_);
+      int rows_per_pair = G;
+      if constexpr (linear) {
+        query_sum_.resize(std::size_t(P) * D);
+        detail::parallel_for(std::int64_t(P) * D, detail::sum_group_queries{raw(query_), raw(query_sum_), G, D});
+        qs = raw(query_sum_);
+        rows_per_pair = 1;
+      }
+      detail::dispatch_head_dim(D, [&](auto d) {
+        detail::parallel_for(std::int64_t(P) * max_rows,
+                             detail::score_segments<Sum, T, decltype(d)::value>{
+                                 qs, raw(l.segs.summary), raw(lay.d_offset), raw(lay.d_length), raw(score_),
+                                 rows_per_pair, max_rows});
+      });
+    }
     // take
     const std::int64_t budget = o_.budget - o_.sink - o_.recent;
     heap_score_.resize(std::size_t(P * (budget + 1)));
@@ -253,14 +284,14 @@ struct semantic_topk_selector {
   }
 
   std::size_t bytes() const {
-    return allocated_bytes(query_) + allocated_bytes(score_) + allocated_bytes(heap_score_) +
+    return allocated_bytes(query_) + allocated_bytes(query_sum_) + allocated_bytes(score_) + allocated_bytes(heap_score_) +
            allocated_bytes(heap_id_) + allocated_bytes(dense_);
   }
 
 private:
   options o_;
   int layer_ = 0;
-  fast_vector<float> query_, score_, heap_score_;
+  fast_vector<float> query_, query_sum_, score_, heap_score_;
   fast_vector<std::int32_t> heap_id_;
   fast_vector<std::uint8_t> dense_;
 };

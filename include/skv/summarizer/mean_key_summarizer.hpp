@@ -9,6 +9,8 @@ SKV_NAMESPACE_BEGIN
 
 struct mean_key_summarizer {
   static constexpr int vectors = 1;
+  //! score(q_1..q_G) = score(q_1 + ... + q_G): callers may pre-sum the group's queries and pass group = 1.
+  static constexpr bool linear_in_query = true;
 
   template <class T, class KeyRow>
   SKV_HOST_DEVICE static void summarize(KeyRow key, int count, int dim, T* out) {
