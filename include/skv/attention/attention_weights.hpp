@@ -4,7 +4,7 @@
 //! head, one pass computes the logits, a second normalises them.
 #pragma once
 
-#include <skv/numeric.hpp>
+#include <skv/detail/dot.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -35,10 +35,9 @@ struct attention_weights {
       for (int j = 0; j < n; ++j) {
         const std::int64_t row = all[p] ? j : slots[p * slot_stride + j];
         const T* k = k_base[p] + row * D;
-        float dot = 0.f;
-        for (int d = 0; d < D; ++d) dot += qg[d] * to_float(k[d]);
-        s[j] = dot;
-        m = dot > m ? dot : m;
+        const float x = dot(qg, k, D);
+        s[j] = x;
+        m = x > m ? x : m;
       }
       float l = 0.f;
       for (int j = 0; j < n; ++j) {

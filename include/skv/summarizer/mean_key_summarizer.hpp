@@ -3,7 +3,7 @@
 //! plain dot product with the decode query, summed over the query heads of the KV group.
 #pragma once
 
-#include <skv/numeric.hpp>
+#include <skv/detail/dot.hpp>
 
 SKV_NAMESPACE_BEGIN
 
@@ -26,11 +26,7 @@ struct mean_key_summarizer {
   template <class T>
   SKV_HOST_DEVICE static float score(const float* q, int group, int dim, const T* mean) {
     float s = 0.f;
-    for (int d = 0; d < dim; ++d) {
-      float qd = 0.f;
-      for (int g = 0; g < group; ++g) qd += q[g * dim + d];
-      s += qd * to_float(mean[d]);
-    }
+    for (int g = 0; g < group; ++g) s += detail::dot(q + g * dim, mean, dim);
     return s;
   }
 };

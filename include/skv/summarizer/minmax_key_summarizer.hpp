@@ -28,13 +28,22 @@ struct minmax_key_summarizer {
   //! Summed over the group's query heads (skv selects per KV head).
   template <class T>
   SKV_HOST_DEVICE static float score(const float* q, int group, int dim, const T* bounds) {
-    float s = 0.f;
+    // 16 lane-wise partial sums so the loop vectorizes without reassociation (see detail/dot.hpp)
+    float lane[16] = {}, s = 0.f;
+    const int full = dim - dim % 16;
     for (int g = 0; g < group; ++g) {
-      for (int d = 0; d < dim; ++d) {
-        const float qd = q[g * dim + d], a = qd * to_float(bounds[d]), b = qd * to_float(bounds[dim + d]);
+      const float* qg = q + g * dim;
+      for (int d = 0; d < full; d += 16)
+        for (int l = 0; l < 16; ++l) {
+          const float qd = qg[d + l], a = qd * to_float(bounds[d + l]), b = qd * to_float(bounds[dim + d + l]);
+          lane[l] += a > b ? a : b;
+        }
+      for (int d = full; d < dim; ++d) {
+        const float qd = qg[d], a = qd * to_float(bounds[d]), b = qd * to_float(bounds[dim + d]);
         s += a > b ? a : b;
       }
     }
+    for (int l = 0; l < 16; ++l) s += lane[l];
     return s;
   }
 };
