@@ -14,6 +14,14 @@
 #include <cmath>
 #include <cstdint>
 
+#if defined(__AVX512F__) && !defined(__CUDA_ARCH__)
+#  include <immintrin.h>
+#  define SKV_BENCH_AVX512 1
+#  if defined(__GNUC__) && !defined(__clang__)
+#    pragma GCC diagnostic ignored "-Wmaybe-uninitialized" // GCC 12 intrinsics seed with _mm512_undefined_ps()
+#  endif
+#endif
+
 namespace skv_bench {
 
 inline constexpr int prefill_query_block = 64; //!< QB: query rows per work item
@@ -22,10 +30,10 @@ inline constexpr int prefill_key_block = 64;   //!< KB: keys per block
 //! out[t, h, :] = softmax_{j <= t}(q[t, h] . k[j, h / group] * scale) v[j, h / group] for every token t and head h.
 template <class T, int D>
 struct causal_prefill_attention {
-  const T* q;   //!< [tokens, q_heads, D]
-  const T* k;   //!< [tokens, kv_heads, D]
-  const T* v;   //!< [tokens, kv_heads, D]
-  float* out;   //!< [tokens, q_heads, D]
+  const T* q; //!< [tokens, q_heads, D]
+  const T* k; //!< [tokens, kv_heads, D]
+  const T* v; //!< [tokens, kv_heads, D]
+  float* out; //!< [tokens, q_heads, D]
   std::int64_t tokens;
   int q_heads, kv_heads;
   float scale;
@@ -41,8 +49,8 @@ struct causal_prefill_attention {
     const std::int64_t t0 = qb * QB;
     const int nq = int(tokens - t0 < QB ? tokens - t0 : QB);
 
-    float qf[QB][D], acc[QB][D], m[QB], l[QB];
-    float s[QB][KB], kt[D][KB], vf[KB][D];
+    alignas(64) float qf[QB][D], acc[QB][D], m[QB], l[QB];
+    alignas(64) float s[QB][KB], kt[D][KB], vf[KB][D];
     for (int i = 0; i < QB; ++i) {
       const T* src = q + ((t0 + (i < nq ? i : 0)) * q_heads + h) * D;
       for (int d = 0; d < D; ++d) qf[i][d] = skv::to_float(src[d]) * scale;
@@ -61,6 +69,23 @@ struct causal_prefill_attention {
         for (int d = 0; d < D; ++d) vf[j][d] = skv::to_float(vs[d]);
       }
       // S = Q K^T, R query rows at a time (R x KB accumulators)
+#if defined(SKV_BENCH_AVX512)
+      for (int i0 = 0; i0 < QB; i0 += R) {
+        __m512 a[R][KB / 16];
+        for (int r = 0; r < R; ++r)
+          for (int c = 0; c < KB / 16; ++c) a[r][c] = _mm512_setzero_ps();
+        for (int d = 0; d < D; ++d) {
+          __m512 kv[KB / 16];
+          for (int c = 0; c < KB / 16; ++c) kv[c] = _mm512_load_ps(&kt[d][16 * c]);
+          for (int r = 0; r < R; ++r) {
+            const __m512 x = _mm512_set1_ps(qf[i0 + r][d]);
+            for (int c = 0; c < KB / 16; ++c) a[r][c] = _mm512_fmadd_ps(x, kv[c], a[r][c]);
+          }
+        }
+        for (int r = 0; r < R; ++r)
+          for (int c = 0; c < KB / 16; ++c) _mm512_store_ps(&s[i0 + r][16 * c], a[r][c]);
+      }
+#else
       for (int i0 = 0; i0 < QB; i0 += R) {
         float a[R][KB];
         for (int r = 0; r < R; ++r)
@@ -73,6 +98,7 @@ struct causal_prefill_attention {
         for (int r = 0; r < R; ++r)
           for (int j = 0; j < KB; ++j) s[i0 + r][j] = a[r][j];
       }
+#endif
       // causal mask + online softmax
       const bool diagonal = j0 + KB > t0;
       for (int i = 0; i < nq; ++i) {
@@ -99,7 +125,25 @@ struct causal_prefill_attention {
         l[i] = l[i] * rescale + lb;
         for (int d = 0; d < D; ++d) acc[i][d] *= rescale;
       }
-      // O += P V, two rows at a time
+      // O += P V
+#if defined(SKV_BENCH_AVX512)
+      constexpr int C = D / 16, RP = C >= 16 ? 1 : 16 / C; // rows whose outputs fit in 16 registers
+      for (int i0 = 0; i0 < nq; i0 += RP) {
+        __m512 o[RP][C];
+        for (int r = 0; r < RP; ++r)
+          for (int c = 0; c < C; ++c) o[r][c] = _mm512_load_ps(&acc[i0 + r < QB ? i0 + r : i0][16 * c]);
+        for (int j = 0; j < nk; ++j) {
+          __m512 w[RP];
+          for (int r = 0; r < RP; ++r) w[r] = _mm512_set1_ps(s[i0 + r < QB ? i0 + r : i0][j]);
+          for (int c = 0; c < C; ++c) {
+            const __m512 x = _mm512_load_ps(&vf[j][16 * c]);
+            for (int r = 0; r < RP; ++r) o[r][c] = _mm512_fmadd_ps(w[r], x, o[r][c]);
+          }
+        }
+        for (int r = 0; r < RP && i0 + r < QB; ++r)
+          for (int c = 0; c < C; ++c) _mm512_store_ps(&acc[i0 + r][16 * c], o[r][c]);
+      }
+#else
       for (int i = 0; i < nq; i += 2) {
         float* a0 = acc[i];
         float* a1 = acc[i + 1 < QB ? i + 1 : i];
@@ -118,6 +162,7 @@ struct causal_prefill_attention {
             for (int d = 0; d < D; ++d) a0[d] += p0[j] * vf[j][d];
         }
       }
+#endif
     }
     for (int i = 0; i < nq; ++i) {
       float* o = out + ((t0 + i) * q_heads + h) * D;

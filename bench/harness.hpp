@@ -8,14 +8,14 @@
 
 #include <skv/skv.hpp>
 
-#include "synthetic.hpp"
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "synthetic.hpp"
 
 namespace skv_bench {
 
@@ -72,8 +72,8 @@ struct inputs {
   shape_spec shape;
   std::int64_t tokens;
   std::vector<std::int32_t> ids, indptr;
-  skv::fast_vector<T> k, v; //!< [tokens, kv_heads, head_dim] sentence-clustered keys, noise values
-  skv::fast_vector<T> q;    //!< [tokens, q_heads, head_dim] prompt queries (noise)
+  skv::fast_vector<T> k, v;                    //!< [tokens, kv_heads, head_dim] sentence-clustered keys, noise values
+  skv::fast_vector<T> q;                       //!< [tokens, q_heads, head_dim] prompt queries (noise)
   std::vector<skv::fast_vector<T>> dk, dv, dq; //!< [pool] decode tokens; queries point at the needle topic
   std::vector<std::int32_t> step_id;           //!< scratch for decode_args::token_ids
 
@@ -169,10 +169,10 @@ public:
   //! The same step, timed per part: append, selector, offloader fetch, attention.
   virtual void step_parts(bool boundary, stage_times& t) = 0;
   virtual skv::memory_ledger ledger() = 0;
-  virtual std::int64_t attended() = 0;       //!< tokens the last step attended to, summed over (sequence, KV head)
-  virtual std::int64_t retained() = 0;       //!< tokens held on either tier, summed over KV heads
-  virtual bool dense_step() = 0;             //!< the last step attended to every retained token
-  virtual std::size_t summary_bytes() = 0;   //!< bytes of segment summaries the selector scores
+  virtual std::int64_t attended() = 0;     //!< tokens the last step attended to, summed over (sequence, KV head)
+  virtual std::int64_t retained() = 0;     //!< tokens held on either tier, summed over KV heads
+  virtual bool dense_step() = 0;           //!< the last step attended to every retained token
+  virtual std::size_t summary_bytes() = 0; //!< bytes of segment summaries the selector scores
   virtual int kv_bytes_per_element() const = 0;
   bool warm = false; //!< the open sentence holds >= 2 queries: the next step is a steady (non-fallback) step
 };
@@ -193,9 +193,8 @@ class cache_runner final : public runner {
 
 public:
   cache_runner(std::shared_ptr<inputs<T>> in, int budget)
-      : in_(std::move(in)),
-        cache_(skv::model_shape{1, in_->shape.q_heads, in_->shape.kv_heads, in_->shape.head_dim},
-               bench_options<Cache>(budget)),
+      : in_(std::move(in)), cache_(skv::model_shape{1, in_->shape.q_heads, in_->shape.kv_heads, in_->shape.head_dim},
+                                   bench_options<Cache>(budget)),
         out_(std::size_t(in_->shape.q_heads) * in_->shape.head_dim) {}
 
   void prefill() override {

@@ -13,17 +13,16 @@
 // Each decode benchmark runs whole steps and reports the time of its stage (manual time).
 //
 // Usage: skv-bench [--quick] [Google Benchmark flags]. --quick runs a small subset in seconds (CI).
-#include "dense_prefill.hpp"
-#include "harness.hpp"
-
-#include <benchmark/benchmark.h>
-
 #include <algorithm>
+#include <benchmark/benchmark.h>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "dense_prefill.hpp"
+#include "harness.hpp"
 
 // ---- the presets ------------------------------------------------------------------------------------------------
 // One line per preset of include/skv/presets.hpp (`template <storage_type T> using NAME = kv_cache<...>`).
@@ -32,7 +31,12 @@
   X(streaming_llm)                                                                                                     \
   X(sentence_kv)                                                                                                       \
   X(sentence_kv_lossless)                                                                                              \
-  X(sentence_kv_paper)
+  X(sentence_kv_paper)                                                                                                 \
+  X(snap_kv)                                                                                                           \
+  X(pyramid_kv)                                                                                                        \
+  X(h2o)                                                                                                               \
+  X(chunk_kv)                                                                                                          \
+  X(quest)
 // Presets also measured with float and half K/V (the rest: bfloat16 only).
 #define SKV_BENCH_TYPED_PRESETS(X)                                                                                     \
   X(full_kv)                                                                                                           \
@@ -53,9 +57,13 @@ std::vector<preset_entry> presets_of(const char* type) {
 #define SKV_BENCH_BF16(name) v.push_back({#name, "bfloat16", factory<skv::name, skv::bfloat16>()});
 #define SKV_BENCH_FLOAT(name) v.push_back({#name, "float", factory<skv::name, float>()});
 #define SKV_BENCH_HALF(name) v.push_back({#name, "half", factory<skv::name, skv::half>()});
-  if (std::strcmp(type, "bfloat16") == 0) { SKV_BENCH_PRESETS(SKV_BENCH_BF16) }
-  else if (std::strcmp(type, "float") == 0) { SKV_BENCH_TYPED_PRESETS(SKV_BENCH_FLOAT) }
-  else { SKV_BENCH_TYPED_PRESETS(SKV_BENCH_HALF) }
+  if (std::strcmp(type, "bfloat16") == 0) {
+    SKV_BENCH_PRESETS(SKV_BENCH_BF16)
+  } else if (std::strcmp(type, "float") == 0) {
+    SKV_BENCH_TYPED_PRESETS(SKV_BENCH_FLOAT)
+  } else {
+    SKV_BENCH_TYPED_PRESETS(SKV_BENCH_HALF)
+  }
 #undef SKV_BENCH_BF16
 #undef SKV_BENCH_FLOAT
 #undef SKV_BENCH_HALF
@@ -106,12 +114,18 @@ double g_mem_bw = 0; // GB/s, measured at start-up
 enum class stage { prefill_policy, select, fetch, attend, decode_step, decode_step_amortized };
 const char* stage_name(stage s, bool dense) {
   switch (s) {
-  case stage::prefill_policy: return "prefill_policy";
-  case stage::select: return "select";
-  case stage::fetch: return "fetch";
-  case stage::attend: return dense ? "dense_attend" : "attend";
-  case stage::decode_step: return "decode_step";
-  default: return "decode_step_amortized";
+  case stage::prefill_policy:
+    return "prefill_policy";
+  case stage::select:
+    return "select";
+  case stage::fetch:
+    return "fetch";
+  case stage::attend:
+    return dense ? "dense_attend" : "attend";
+  case stage::decode_step:
+    return "decode_step";
+  default:
+    return "decode_step_amortized";
   }
 }
 
@@ -250,8 +264,8 @@ void run_prefill_attention(benchmark::State& st, std::int64_t ctx, const shape_s
 // ---- registration ---------------------------------------------------------------------------------------------
 std::string name_of(const char* stage, const char* preset, std::int64_t ctx, int budget, const shape_spec& s,
                     const char* type) {
-  return std::string(stage) + "/" + preset + "/ctx:" + std::to_string(ctx) + "/budget:" +
-         (budget > 0 ? std::to_string(budget) : std::string("all")) + "/shape:" + s.name + "/kv:" + type;
+  return std::string(stage) + "/" + preset + "/ctx:" + std::to_string(ctx) +
+         "/budget:" + (budget > 0 ? std::to_string(budget) : std::string("all")) + "/shape:" + s.name + "/kv:" + type;
 }
 
 void register_config(const config& c, const std::vector<stage>& stages, bool quick) {
@@ -259,20 +273,41 @@ void register_config(const config& c, const std::vector<stage>& stages, bool qui
   for (stage s : stages) {
     const std::string name = name_of(stage_name(s, dense), c.preset.name, c.ctx, c.budget, *c.shape, c.preset.type);
     auto* b = benchmark::RegisterBenchmark(name.c_str(), [c, s](benchmark::State& st) {
-      if (s == stage::prefill_policy) run_prefill_policy(st, c);
-      else run_decode(st, c, s);
+      if (s == stage::prefill_policy)
+        run_prefill_policy(st, c);
+      else
+        run_decode(st, c, s);
     });
     b->UseManualTime();
     if (s == stage::prefill_policy) {
-      b->Unit(benchmark::kMillisecond)->MinTime(quick ? 0.01 : 0.3);
+      b->Unit(benchmark::kMillisecond)->MinTime(quick ? 0.01 : 0.1);
     } else {
       // fixed step counts: each iteration appends a token, so the context must not drift far
-      b->Unit(benchmark::kMicrosecond)->Iterations(s == stage::decode_step_amortized ? (quick ? 24 : 96) : (quick ? 8 : 64));
+      b->Unit(benchmark::kMicrosecond)
+          ->Iterations(s == stage::decode_step_amortized ? (quick ? 24 : 72) : (quick ? 8 : 48));
     }
   }
 }
 
+//! The read-bandwidth reference, measured again as a benchmark at the start and the end of the run (the report takes
+//! the best of these and the start-up figure: other load on the machine can only lower it).
+void register_bandwidth(bool quick, const char* when) {
+  auto* b = benchmark::RegisterBenchmark(
+      (std::string("memory_read/reference/when:") + when).c_str(), [quick](benchmark::State& st) {
+        double gbps = 0;
+        for (auto _ : st) {
+          const auto t0 = clock::now();
+          gbps = measure_read_bandwidth(quick ? (std::size_t(256) << 20) : (std::size_t(1) << 30), 8);
+          st.SetIterationTime(seconds_since(t0));
+        }
+        st.counters["GBps"] = gbps;
+        g_mem_bw = std::max(g_mem_bw, gbps);
+      });
+  b->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1);
+}
+
 void register_all(bool quick) {
+  register_bandwidth(quick, "start");
   const std::vector<std::int64_t> contexts =
       quick ? std::vector<std::int64_t>{2048} : std::vector<std::int64_t>{4096, 16384, 32768, 65536, 131072};
   const std::vector<int> budgets = quick ? std::vector<int>{1024} : std::vector<int>{512, 1024};
@@ -299,6 +334,7 @@ void register_all(bool quick) {
             register_config({p, s, ctx, dense ? 0 : 1024}, {stage::attend, stage::decode_step}, quick);
           }
     }
+  register_bandwidth(quick, "end");
 }
 
 } // namespace
@@ -308,19 +344,24 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
-    else args.push_back(argv[i]);
+    if (std::strcmp(argv[i], "--quick") == 0)
+      quick = true;
+    else
+      args.push_back(argv[i]);
   }
   int n = int(args.size());
   benchmark::Initialize(&n, args.data());
   if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
-  skv_bench::g_mem_bw = skv_bench::measure_read_bandwidth(quick ? (std::size_t(256) << 20) : (std::size_t(1) << 30),
-                                                          quick ? 3 : 8);
+  skv_bench::g_mem_bw =
+      skv_bench::measure_read_bandwidth(quick ? (std::size_t(256) << 20) : (std::size_t(1) << 30), quick ? 3 : 8);
   std::fprintf(stderr, "skv-bench: backend %s, measured memory read bandwidth %.1f GB/s\n", SKV_BACKEND_NAME,
                skv_bench::g_mem_bw);
   benchmark::AddCustomContext("skv_backend", SKV_BACKEND_NAME);
   benchmark::AddCustomContext("mem_read_GBps", std::to_string(skv_bench::g_mem_bw));
   benchmark::AddCustomContext("skv_bench_mode", quick ? "quick" : "full");
+#if defined(_OPENMP)
+  benchmark::AddCustomContext("omp_threads", std::to_string(omp_get_max_threads()));
+#endif
   skv_bench::register_all(quick);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -84,7 +84,8 @@ SKV_FORCEINLINE __m512 sum16(const __m512* v) {
   for (int k = 0; k < 8; ++k) // per 128-bit block: [v2k, v2k+1, v2k, v2k+1] partials
     w[k] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]), _mm512_unpackhi_ps(v[2 * k], v[2 * k + 1]));
   for (int k = 0; k < 4; ++k) // per block: [v4k, v4k+1, v4k+2, v4k+3] partials
-    x[k] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * k], w[2 * k + 1], 0x44), _mm512_shuffle_ps(w[2 * k], w[2 * k + 1], 0xee));
+    x[k] =
+        _mm512_add_ps(_mm512_shuffle_ps(w[2 * k], w[2 * k + 1], 0x44), _mm512_shuffle_ps(w[2 * k], w[2 * k + 1], 0xee));
   for (int k = 0; k < 2; ++k) // blocks: [v8k..8k+3 (b0+b1), (b2+b3), v8k+4..8k+7 (b0+b1), (b2+b3)]
     y[k] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * k], x[2 * k + 1], 0x88),
                          _mm512_shuffle_f32x4(x[2 * k], x[2 * k + 1], 0xdd));
@@ -212,8 +213,7 @@ struct attend_partial {
     write(item, ng, m, l, acc);
   }
 
-  SKV_HOST_DEVICE void write(std::int64_t item, int ng, const float* m, const float* l,
-                             const float (*acc)[D]) const {
+  SKV_HOST_DEVICE void write(std::int64_t item, int ng, const float* m, const float* l, const float (*acc)[D]) const {
     constexpr int GB = attend_group_block;
     float* ml = a.part_ml + item * GB * 2;
     float* out = a.part_acc + item * GB * D;
@@ -276,7 +276,8 @@ struct attend_partial {
           const float rescale = exp_polynomial(m[g] - bm);
           l[g] *= rescale;
           const __m512 r = _mm512_set1_ps(rescale);
-          for (int c = 0; c < C; ++c) _mm512_store_ps(acc[g] + 16 * c, _mm512_mul_ps(r, _mm512_load_ps(acc[g] + 16 * c)));
+          for (int c = 0; c < C; ++c)
+            _mm512_store_ps(acc[g] + 16 * c, _mm512_mul_ps(r, _mm512_load_ps(acc[g] + 16 * c)));
           m[g] = bm;
         }
         const __m512 pv = avx512::exp16(_mm512_sub_ps(sv, _mm512_set1_ps(m[g])));
@@ -287,10 +288,18 @@ struct attend_partial {
       for (int g0 = 0; g0 < ng; g0 += HP) {
         const int hp = (ng - g0) < HP ? (ng - g0) : HP;
         switch (hp) {
-        case 1: accumulate_pv<1>(acc[g0], pb[g0], vf, nb); break;
-        case 2: accumulate_pv<HP >= 2 ? 2 : 1>(acc[g0], pb[g0], vf, nb); break;
-        case 3: accumulate_pv<HP >= 3 ? 3 : 1>(acc[g0], pb[g0], vf, nb); break;
-        default: accumulate_pv<HP>(acc[g0], pb[g0], vf, nb); break;
+        case 1:
+          accumulate_pv<1>(acc[g0], pb[g0], vf, nb);
+          break;
+        case 2:
+          accumulate_pv<HP >= 2 ? 2 : 1>(acc[g0], pb[g0], vf, nb);
+          break;
+        case 3:
+          accumulate_pv<HP >= 3 ? 3 : 1>(acc[g0], pb[g0], vf, nb);
+          break;
+        default:
+          accumulate_pv<HP>(acc[g0], pb[g0], vf, nb);
+          break;
         }
       }
     }

@@ -7,6 +7,7 @@
 //! split into (pair, key chunk) work items; keys are read as blocks converted to float once per block.
 #pragma once
 
+#include <skv/attention/decode_attention.hpp>
 #include <skv/backend/tier.hpp>
 #include <skv/detail/dispatch.hpp>
 #include <skv/numeric.hpp>
@@ -78,15 +79,17 @@ struct window_pass {
         ml[2 * r + 1] = 0.f;
       }
     }
-    float kf[BLK][D];
+    // keys of a block transposed to float once, reused by every window row: scores vectorize over the block's
+    // keys (no floating-point reduction inside a vectorized loop, so no -ffast-math needed)
+    float kt[D][BLK];
     for (int j0 = begin; j0 < end; j0 += BLK) {
       const int nb = (end - j0) < BLK ? (end - j0) : BLK;
-      for (int j = 0; j < nb; ++j) {
-        const Src* src = k.at(geo.seq_row[b] + j0 + j, h);
-        for (int d = 0; d < D; ++d) kf[j][d] = to_float(src[d]);
+      for (int j = 0; j < BLK; ++j) {
+        const Src* src = k.at(geo.seq_row[b] + j0 + (j < nb ? j : 0), h);
+        for (int d = 0; d < D; ++d) kt[d][j] = to_float(src[d]);
       }
       float acc[BLK];
-      for (int j = 0; j < nb; ++j) acc[j] = 0.f;
+      for (int j = 0; j < BLK; ++j) acc[j] = 0.f;
       for (int i = 0; i < w; ++i) {
         const int t = n - w + i; // position of window query i: sees keys j <= t
         const int visible = t + 1 - j0 < nb ? t + 1 - j0 : nb;
@@ -95,21 +98,24 @@ struct window_pass {
           const int r = i * geo.group + g;
           const float* q = qp + std::int64_t(r) * D;
           float s[BLK];
-          for (int j = 0; j < visible; ++j) {
-            float dot = 0.f;
-            for (int d = 0; d < D; ++d) dot += q[d] * kf[j][d];
-            s[j] = dot;
+          for (int j = 0; j < BLK; ++j) s[j] = 0.f;
+          for (int d = 0; d < D; ++d) {
+            const float x = q[d];
+            for (int j = 0; j < BLK; ++j) s[j] += x * kt[d][j];
           }
+          for (int j = visible; j < BLK; ++j) s[j] = -INFINITY;
           if constexpr (!Second) {
             float m = ml[2 * r];
             for (int j = 0; j < visible; ++j) m = s[j] > m ? s[j] : m;
-            float l = ml[2 * r + 1] * std::exp(ml[2 * r] - m);
-            for (int j = 0; j < visible; ++j) l += std::exp(s[j] - m);
+            float e[BLK];
+            for (int j = 0; j < BLK; ++j) e[j] = exp_polynomial(s[j] - m);
+            float l = ml[2 * r + 1] * exp_polynomial(ml[2 * r] - m);
+            for (int j = 0; j < visible; ++j) l += e[j];
             ml[2 * r] = m;
             ml[2 * r + 1] = l;
           } else {
             const float m = row_ml[(p * rows + r) * 2], inv_l = 1.f / row_ml[(p * rows + r) * 2 + 1];
-            for (int j = 0; j < visible; ++j) acc[j] += std::exp(s[j] - m) * inv_l;
+            for (int j = 0; j < BLK; ++j) acc[j] += exp_polynomial(s[j] - m) * inv_l;
           }
         }
       }

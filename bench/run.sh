@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The full performance run behind docs/perf.md (under 10 minutes on 2 cores):
+#   1. build skv-bench (Release, OMP backend, -march=native) in $BUILD (default build/)
+#   2. run it -> bench/results/skv-bench.json (Google Benchmark JSON)
+#   3. run the PyTorch peer (bench/peers/torch_sdpa.py) -> bench/results/torch_sdpa.json (skipped without torch)
+#   4. bench/report.py -> docs/perf.md and docs/img/*.png; skv-eval --json outputs in $EVAL_RESULTS (default
+#      build/results/*.jsonl, from tools/eval/run_results.sh) add accuracy vs budget when present
+# OMP_NUM_THREADS sets the threads of both skv-bench and the peer (default: all cores).
+# Extra arguments go to skv-bench (e.g. --benchmark_filter=decode_step). Needs: Google Benchmark, python3 with
+# matplotlib; `pip install torch` for the peer. Run it on an otherwise idle machine: the figures are timings.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+RESULTS=bench/results
+mkdir -p "$RESULTS"
+
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target skv-bench
+echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+"$BUILD/bin/skv-bench" --benchmark_out="$RESULTS/skv-bench.json" --benchmark_out_format=json "$@"
+
+if python3 -c "import torch" 2>/dev/null; then
+  python3 bench/peers/torch_sdpa.py --threads "${OMP_NUM_THREADS:-$(nproc)}" --out "$RESULTS/torch_sdpa.json"
+else
+  echo "PyTorch not installed (pip install torch): the peer comparison is left out" >&2
+  rm -f "$RESULTS/torch_sdpa.json"
+fi
+
+shopt -s nullglob
+evals=(${EVAL_RESULTS:-$BUILD/results/*.jsonl})
+python3 bench/report.py --bench "$RESULTS/skv-bench.json" --torch "$RESULTS/torch_sdpa.json" --out docs/perf.md \
+  --img docs/img ${evals[@]+--eval "${evals[@]}"}
