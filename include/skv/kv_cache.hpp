@@ -377,11 +377,11 @@ public:
     const int chunk = int(std::max<std::int64_t>(256, (max_n + chunks_wanted - 1) / chunks_wanted));
     const int chunks = (max_n + chunk - 1) / chunk;
     const std::int64_t items = lanes * chunks;
-    q_scaled_.resize(L.q.size());
+    resize(q_scaled_, L.q.size());
     const float scale = softmax_scale();
     thrust::transform(thrust::device, L.q.begin(), L.q.end(), q_scaled_.begin(), detail::scale_by{scale});
-    part_ml_.resize(std::size_t(items) * detail::attend_group_block * 2);
-    part_acc_.resize(std::size_t(items) * detail::attend_group_block * D);
+    resize(part_ml_, std::size_t(items) * detail::attend_group_block * 2);
+    resize(part_acc_, std::size_t(items) * detail::attend_group_block * D);
     detail::attend_params<T> prm{raw(q_scaled_),
                                  raw(L.fetched.k_base),
                                  raw(L.fetched.v_base),
@@ -404,8 +404,8 @@ public:
     });
     if constexpr (requires(Sel & s, const fast_vector<float>& p, std::int64_t stride) { s.observe(L, p, stride); }) {
       // selectors that learn from attention (H2O) get each selected token's weight, summed over the query group
-      probs_.resize(std::size_t(P) * max_n);
-      logits_.resize(std::size_t(P) * max_n);
+      resize(probs_, std::size_t(P) * max_n);
+      resize(logits_, std::size_t(P) * max_n);
       detail::dispatch_head_dim(D, [&](auto d) {
         detail::parallel_for(P, detail::attention_weights<T, decltype(d)::value>{
                                     raw(q_scaled_), raw(L.fetched.k_base), L.fetched.slots, raw(L.sel.count),
@@ -596,9 +596,9 @@ private:
     }
     L.store.layout.assign(caps, lens);
     const auto total = std::size_t(L.store.layout.total_capacity());
-    L.store.k.resize(total * L.dim());
-    L.store.v.resize(total * L.dim());
-    L.store.pos.resize(total);
+    resize(L.store.k, total * L.dim());
+    resize(L.store.v, total * L.dim());
+    resize(L.store.pos, total);
     fast_vector<std::int64_t> first(P, 0), seq_row(in.seq_row.begin(), in.seq_row.end());
     detail::parallel_for(std::int64_t(P) * max_rows,
                          detail::gather_into_store<T, Src>{in.k, in.v, raw(L.store.k), raw(L.store.v), raw(L.store.pos),
@@ -621,7 +621,7 @@ private:
     const auto rows = std::size_t(L.segs.layout.total_capacity());
     L.segs.first.assign(rows, 0);
     L.segs.count.assign(rows, 0);
-    L.segs.summary.resize(rows * Sum::vectors * L.dim());
+    resize(L.segs.summary, rows * Sum::vectors * L.dim());
     update_segments(L, true);
   }
 
@@ -691,9 +691,9 @@ private:
     next.dim = L.dim();
     next.layout.assign(caps, lens);
     const auto total = std::size_t(next.layout.total_capacity());
-    next.k.resize(total * L.dim());
-    next.v.resize(total * L.dim());
-    next.pos.resize(total);
+    resize(next.k, total * L.dim());
+    resize(next.v, total * L.dim());
+    resize(next.pos, total);
     detail::parallel_for(std::int64_t(P) * max_rows,
                          detail::keep_rows<T>{raw(L.store.k), raw(L.store.v), raw(L.store.pos),
                                               raw(L.store.layout.d_offset), raw(next.k), raw(next.v), raw(next.pos),
@@ -707,7 +707,7 @@ private:
 
   template <class Src>
   void load_q(layer_type& L, tensor_view<const Src> q) {
-    L.q.resize(std::size_t(L.batch) * shape_.num_q_heads * shape_.head_dim);
+    resize(L.q, std::size_t(L.batch) * shape_.num_q_heads * shape_.head_dim);
     if (L.q_partial.size() != L.q.size()) L.q_partial.assign(L.q.size(), 0.f);
     detail::parallel_for(std::int64_t(L.batch) * shape_.num_q_heads,
                          detail::load_queries<Src>{q, raw(L.q), shape_.num_q_heads, shape_.head_dim, 1.f});

@@ -64,6 +64,14 @@ std::size_t allocated_bytes(const Vector& v) {
   return v.capacity() * sizeof(typename Vector::value_type);
 }
 
+//! `v.resize(n)`, except that an empty vector is replaced by a fresh one of size `n`: Thrust's resize of an empty
+//! vector copies its (empty) old range through a null iterator, which UBSan rightly reports.
+template <class Vector>
+void resize(Vector& v, std::size_t n) {
+  if (v.empty()) Vector(n).swap(v);
+  else v.resize(n);
+}
+
 //! Release a vector's memory for real (shrink to zero capacity).
 template <class Vector>
 void release(Vector& v) {

@@ -114,8 +114,8 @@ struct host_offloader {
       epoch_ = l.store_epoch;
       release(k_);
       release(v_);
-      k_.resize(buffer_bytes);
-      v_.resize(buffer_bytes);
+      resize(k_, buffer_bytes);
+      resize(v_, buffer_bytes);
       res_idx_.assign(std::size_t(P * cap), 0);
       res_slot_.assign(std::size_t(P * cap), 0);
       res_n_.assign(P, 0);

@@ -115,7 +115,7 @@ struct heavy_hitter_selector {
       max_rows = std::max<std::int64_t>(max_rows, keep.offset[p + 1] - keep.offset[p]);
     }
     keep.upload();
-    keep.index.resize(std::size_t(keep.offset[P]));
+    resize(keep.index, std::size_t(keep.offset[P]));
     fast_vector<float> hs(std::size_t(P * heap_cap));
     fast_vector<std::int32_t> hi(std::size_t(P * heap_cap));
     fast_vector<std::int64_t> d_off(r.off.begin(), r.off.end());
@@ -142,11 +142,11 @@ struct heavy_hitter_selector {
     // the new token joins with score 0 (its store index is length - 1 <= budget < acc_cap_)
     if (!over) return false;
     keep.upload();
-    keep.index.resize(std::size_t(keep.offset[P]));
+    resize(keep.index, std::size_t(keep.offset[P]));
     std::int64_t max_drop = 1;
     for (int p = 0; p < P; ++p) max_drop = std::max<std::int64_t>(max_drop, l.store.length(p) - o_.budget);
-    hs_.resize(std::size_t(P * (max_drop + 1)));
-    hi_.resize(std::size_t(P * (max_drop + 1)));
+    resize(hs_, std::size_t(P * (max_drop + 1)));
+    resize(hi_, std::size_t(P * (max_drop + 1)));
     detail::parallel_for(P, detail::evict_lowest{raw(l.store.layout.d_length), raw(keep.d_offset), raw(keep.index),
                                                  raw(acc_), raw(hs_), raw(hi_), acc_cap_, o_.budget, recent()});
     return true;

@@ -238,7 +238,7 @@ struct semantic_topk_selector {
       for (int h = 0; h < H; ++h) dense[b * H + h] = layer_ < o_.dense_layers || fall;
     }
     // ranking query
-    query_.resize(l.q.size());
+    resize(query_, l.q.size());
     fast_vector<float> d_inv(inv.begin(), inv.end());
     detail::parallel_for(std::int64_t(l.q.size()),
                          detail::ranking_query{raw(l.q), raw(l.q_partial), raw(d_inv), raw(query_),
@@ -248,7 +248,7 @@ struct semantic_topk_selector {
     const auto& lay = l.segs.layout;
     std::int64_t max_rows = 1;
     for (int p = 0; p < P; ++p) max_rows = std::max<std::int64_t>(max_rows, lay.length[p]);
-    score_.resize(std::max<std::size_t>(1, std::size_t(lay.total_capacity())));
+    resize(score_, std::max<std::size_t>(1, std::size_t(lay.total_capacity())));
     const bool all_dense = std::all_of(dense.begin(), dense.end(), [](std::uint8_t x) { return x != 0; });
     if (!all_dense) {
       // a score linear in the query (mean keys) sums the group's queries once instead of once per segment
@@ -256,7 +256,7 @@ struct semantic_topk_selector {
       const float* qs = raw(query_);
       int rows_per_pair = G;
       if constexpr (linear) {
-        query_sum_.resize(std::size_t(P) * D);
+        resize(query_sum_, std::size_t(P) * D);
         detail::parallel_for(std::int64_t(P) * D, detail::sum_group_queries{raw(query_), raw(query_sum_), G, D});
         qs = raw(query_sum_);
         rows_per_pair = 1;
@@ -270,12 +270,12 @@ struct semantic_topk_selector {
     }
     // take
     const std::int64_t budget = o_.budget - o_.sink - o_.recent;
-    heap_score_.resize(std::size_t(P * (budget + 1)));
-    heap_id_.resize(std::size_t(P * (budget + 1)));
+    resize(heap_score_, std::size_t(P * (budget + 1)));
+    resize(heap_id_, std::size_t(P * (budget + 1)));
     l.sel.capacity = o_.budget;
-    l.sel.index.resize(std::size_t(P) * o_.budget);
-    l.sel.count.resize(P);
-    l.sel.all.resize(P);
+    resize(l.sel.index, std::size_t(P) * o_.budget);
+    resize(l.sel.count, P);
+    resize(l.sel.all, P);
     dense_.assign(dense.begin(), dense.end());
     detail::parallel_for(P, detail::take_segments{raw(score_), raw(lay.d_offset), raw(lay.d_length), raw(l.segs.first),
                                                   raw(l.segs.count), raw(l.store.layout.d_length), raw(dense_),

@@ -78,7 +78,7 @@ window_score_result window_pooled_scores(const L& l, const prefill_input<Src>& i
     r.limit[p] = std::max(0, r.n[p] - w.window);
     max_len = std::max<std::int64_t>(max_len, r.n[p]);
   }
-  r.pooled.resize(r.raw_scores.size());
+  resize(r.pooled, r.raw_scores.size());
   fast_vector<std::int64_t> d_off(r.off.begin(), r.off.end());
   fast_vector<std::int32_t> d_limit(r.limit.begin(), r.limit.end());
   parallel_for(std::int64_t(P) * max_len,
@@ -104,7 +104,7 @@ void retain_by_window(const L& l, const prefill_input<Src>& in, const window_opt
     keep.offset[p + 1] = keep.offset[p] + kept;
   }
   keep.upload();
-  keep.index.resize(std::size_t(keep.offset[P]));
+  resize(keep.index, std::size_t(keep.offset[P]));
   fast_vector<float> hs(std::size_t(P * heap_cap));
   fast_vector<std::int32_t> hi(std::size_t(P * heap_cap));
   fast_vector<std::int64_t> d_off(r.off.begin(), r.off.end());

@@ -187,7 +187,7 @@ struct window_score_selector {
       keep.offset[p + 1] = keep.offset[p] + std::min(n, cap);
     }
     keep.upload();
-    keep.index.resize(std::size_t(keep.offset[P]));
+    resize(keep.index, std::size_t(keep.offset[P]));
     fast_vector<std::int32_t> d_begins(begins.begin(), begins.end()), d_segs(segs.begin(), segs.end()),
         d_limit(r.limit.begin(), r.limit.end()), d_n(r.n.begin(), r.n.end());
     fast_vector<std::int64_t> d_begin_off(begin_off.begin(), begin_off.end()), d_off(r.off.begin(), r.off.end()),
