@@ -240,6 +240,7 @@ def main():
     # ---- decode latency vs context ----------------------------------------------------------------------------
     w(f"## Decode step vs context ({REF_SHAPE}, τ {REF_BUDGET}, {REF_KV})\n")
     w(f"![decode step vs context]({img_rel}/decode_step_vs_context.png)\n")
+    w("The benchmarks measure one layer, layer 0. Quest attends densely in its first two layers (`dense_layers` = 2, as in the paper), so the `quest` rows here are dense steps, and `pyramid_kv` runs with layer 0's (largest) budget; measuring their sparse layers needs a multi-layer harness, which skv-bench does not have yet.\n")
     w("| preset | " + " | ".join(ctx_label(c) for c in ctxs) + f" | speed-up vs dense_attend at {ctx_label(big)} |")
     w("|---|" + "---|" * (len(ctxs) + 1))
     w("| `dense_attend` (full_kv) | " + " | ".join(fmt_us(step_of(ix, "full_kv", c, "attend")) for c in ctxs) + " | 1× |")
