@@ -6,7 +6,7 @@
 //! vectorize them without -ffast-math (no floating-point reductions across a vectorized loop).
 #pragma once
 
-#include <skv/attention/decode_attention.hpp>
+#include <skv/backend/stream.hpp>
 #include <skv/backend/tier.hpp>
 #include <skv/numeric.hpp>
 #include <skv/tensor.hpp>
@@ -111,12 +111,12 @@ struct causal_prefill_attention {
           for (int e = 0; e < 16; ++e) lane[e] = si[j + e] > lane[e] ? si[j + e] : lane[e];
         float mb = m[i];
         for (int e = 0; e < 16; ++e) mb = lane[e] > mb ? lane[e] : mb;
-        const float rescale = skv::detail::exp_polynomial(m[i] - mb);
+        const float rescale = skv::polynomial_exp(m[i] - mb);
         m[i] = mb;
         for (int e = 0; e < 16; ++e) lane[e] = 0.f;
         for (int j = 0; j < KB; j += 16)
           for (int e = 0; e < 16; ++e) {
-            const float p = skv::detail::exp_polynomial(si[j + e] - mb);
+            const float p = skv::polynomial_exp(si[j + e] - mb);
             si[j + e] = p;
             lane[e] += p;
           }

@@ -83,7 +83,7 @@ struct inputs {
     k = upload<T>(w.k);
     v = upload<T>(w.v);
     q.resize(std::size_t(tokens) * s.q_heads * s.head_dim);
-    skv::detail::parallel_for(std::int64_t(q.size()), fill_noise<T>{skv::raw(q), 0x5eedull + std::uint64_t(tokens)});
+    skv::parallel_for(std::int64_t(q.size()), fill_noise<T>{skv::raw(q), 0x5eedull + std::uint64_t(tokens)});
     for (int i = 0; i < pool; ++i) {
       std::int32_t id;
       std::vector<float> kq, vq, qq;
@@ -95,32 +95,15 @@ struct inputs {
     step_id.resize(1);
   }
 
+  skv::model_shape model() const { return {1, shape.q_heads, shape.kv_heads, shape.head_dim}; }
   skv::prefill_args<T> prompt() const {
-    skv::prefill_args<T> a;
-    a.indptr = indptr;
-    a.token_ids = ids;
-    a.num_rows = tokens;
-    a.k = skv::nhd<const T>(skv::raw(k), shape.kv_heads, shape.head_dim);
-    a.v = skv::nhd<const T>(skv::raw(v), shape.kv_heads, shape.head_dim);
-    a.q = skv::nhd<const T>(skv::raw(q), shape.q_heads, shape.head_dim);
-    a.num_q_heads = shape.q_heads;
-    a.num_kv_heads = shape.kv_heads;
-    a.head_dim = shape.head_dim;
-    return a;
+    return skv::make_prefill_args<T>(model(), indptr, ids, skv::raw(k), skv::raw(v), skv::raw(q));
   }
   //! Decode token `i` of the stream; a boundary token closes the open sentence.
   skv::decode_args<T> token(std::int64_t i, bool boundary) {
     const int j = int(i % pool);
     step_id[0] = boundary ? synthetic::boundary_id : std::int32_t(1000 + j);
-    skv::decode_args<T> a;
-    a.token_ids = step_id;
-    a.k = skv::nhd<const T>(skv::raw(dk[j]), shape.kv_heads, shape.head_dim);
-    a.v = skv::nhd<const T>(skv::raw(dv[j]), shape.kv_heads, shape.head_dim);
-    a.q = skv::nhd<const T>(skv::raw(dq[j]), shape.q_heads, shape.head_dim);
-    a.num_q_heads = shape.q_heads;
-    a.num_kv_heads = shape.kv_heads;
-    a.head_dim = shape.head_dim;
-    return a;
+    return skv::make_decode_args<T>(model(), step_id, skv::raw(dk[j]), skv::raw(dv[j]), skv::raw(dq[j]));
   }
 };
 
@@ -166,7 +149,7 @@ public:
   virtual void prefill() = 0;
   //! One decode step through the public API: `kv_cache::step` (append + select + attend).
   virtual void step(bool boundary) = 0;
-  //! The same step, timed per part: append, selector, offloader fetch, attention.
+  //! The same step, timed per stage through the public API: append, select, fetch, attend.
   virtual void step_parts(bool boundary, stage_times& t) = 0;
   virtual skv::memory_ledger ledger() = 0;
   virtual std::int64_t attended() = 0;     //!< tokens the last step attended to, summed over (sequence, KV head)
@@ -208,20 +191,16 @@ public:
     after_step(boundary);
   }
   void step_parts(bool boundary, stage_times& t) override {
-    // kv_cache::select() is selector + offloader fetch; they are called one by one here to time them apart.
-    // The layer state is the cache's own, written by its policies exactly as kv_cache::select() does.
-    auto& L = const_cast<typename Cache::layer_type&>(cache_.layer_state(0));
+    // kv_cache::step() is these four calls (plus observation, for selectors that learn from attention)
     const auto tok = in_->token(n_++, boundary);
     auto t0 = clock::now();
     cache_.append(0, tok);
     t.append = seconds_since(t0);
     t0 = clock::now();
-    cache_.selector(0).select(L);
-    L.sel.download();
+    cache_.select(0);
     t.select = seconds_since(t0);
     t0 = clock::now();
-    cache_.offloader(0).fetch(L);
-    L.sel.valid = true;
+    cache_.fetch(0);
     t.fetch = seconds_since(t0);
     t0 = clock::now();
     cache_.attend(0, out());
@@ -235,20 +214,16 @@ public:
     for (int h = 0; h < in_->shape.kv_heads; ++h) n += cache_.retained(0, 0, h);
     return n;
   }
-  bool dense_step() override {
-    const auto& L = cache_.layer_state(0);
-    for (int p = 0; p < L.pairs(); ++p)
-      if (L.sel.count_host[p] < L.store.length(p)) return false;
-    return true;
-  }
+  bool dense_step() override { return attended() == retained(); }
   std::size_t summary_bytes() override {
-    const auto& L = cache_.layer_state(0);
-    return std::size_t(L.segs.layout.total_length()) * std::size_t(L.segs.vectors) * L.dim() * sizeof(T);
+    using Sum = typename Cache::summarizer_type;
+    const std::size_t segments = cache_.segment_begins(0, 0).size() * std::size_t(in_->shape.kv_heads);
+    return segments * std::size_t(Sum::vectors) * std::size_t(in_->shape.head_dim) * sizeof(T);
   }
   int kv_bytes_per_element() const override { return int(sizeof(T)); }
 
 private:
-  skv::tensor_view<float> out() { return skv::nhd(skv::raw(out_), in_->shape.q_heads, in_->shape.head_dim); }
+  skv::tensor_view<float> out() { return skv::nhd(skv::raw(out_), 1, in_->shape.q_heads, in_->shape.head_dim); }
   void after_step(bool boundary) {
     // queries in the open sentence (methods.md steps 5-6): the step after a boundary starts a new sentence with one
     // query, which is a fallback step; the next step is steady when the open sentence will hold >= 2 queries
@@ -267,10 +242,11 @@ private:
 //! Builds a runner for (tokens, shape, budget) of one preset and storage type.
 using runner_factory = std::function<std::unique_ptr<runner>(std::int64_t, const shape_spec&, int)>;
 
-template <template <class> class Preset, class T>
+template <class Cache>
 runner_factory factory() {
+  using T = typename Cache::value_type;
   return [](std::int64_t n, const shape_spec& s, int budget) -> std::unique_ptr<runner> {
-    return std::make_unique<cache_runner<Preset<T>>>(get_inputs<T>(n, s), budget);
+    return std::make_unique<cache_runner<Cache>>(get_inputs<T>(n, s), budget);
   };
 }
 

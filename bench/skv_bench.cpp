@@ -24,50 +24,33 @@
 #include "dense_prefill.hpp"
 #include "harness.hpp"
 
-// ---- the presets ------------------------------------------------------------------------------------------------
-// One line per preset of include/skv/presets.hpp (`template <storage_type T> using NAME = kv_cache<...>`).
-#define SKV_BENCH_PRESETS(X)                                                                                           \
-  X(full_kv)                                                                                                           \
-  X(streaming_llm)                                                                                                     \
-  X(sentence_kv)                                                                                                       \
-  X(sentence_kv_lossless)                                                                                              \
-  X(sentence_kv_paper)                                                                                                 \
-  X(snap_kv)                                                                                                           \
-  X(pyramid_kv)                                                                                                        \
-  X(h2o)                                                                                                               \
-  X(chunk_kv)                                                                                                          \
-  X(quest)
-// Presets also measured with float and half K/V (the rest: bfloat16 only).
-#define SKV_BENCH_TYPED_PRESETS(X)                                                                                     \
-  X(full_kv)                                                                                                           \
-  X(sentence_kv)                                                                                                       \
-  X(sentence_kv_lossless)
-
 namespace skv_bench {
 namespace {
 
+// ---- the presets: every one of skv/preset_list.hpp ---------------------------------------------------------------
 struct preset_entry {
-  const char* name;
+  std::string name;
   const char* type;
   runner_factory make;
 };
 
-std::vector<preset_entry> presets_of(const char* type) {
+//! Presets also measured with float and half K/V (the rest: bfloat16 only).
+bool typed(std::string_view name) {
+  return name == "full_kv" || name == "sentence_kv" || name == "sentence_kv_lossless";
+}
+
+template <class T>
+std::vector<preset_entry> presets_of(const char* type, bool only_typed) {
   std::vector<preset_entry> v;
-#define SKV_BENCH_BF16(name) v.push_back({#name, "bfloat16", factory<skv::name, skv::bfloat16>()});
-#define SKV_BENCH_FLOAT(name) v.push_back({#name, "float", factory<skv::name, float>()});
-#define SKV_BENCH_HALF(name) v.push_back({#name, "half", factory<skv::name, skv::half>()});
-  if (std::strcmp(type, "bfloat16") == 0) {
-    SKV_BENCH_PRESETS(SKV_BENCH_BF16)
-  } else if (std::strcmp(type, "float") == 0) {
-    SKV_BENCH_TYPED_PRESETS(SKV_BENCH_FLOAT)
-  } else {
-    SKV_BENCH_TYPED_PRESETS(SKV_BENCH_HALF)
-  }
-#undef SKV_BENCH_BF16
-#undef SKV_BENCH_FLOAT
-#undef SKV_BENCH_HALF
+  skv::for_each_preset<T>([&](std::string_view name, auto preset) {
+    if (!only_typed || typed(name)) v.push_back({std::string(name), type, factory<typename decltype(preset)::type>()});
+  });
   return v;
+}
+std::vector<preset_entry> presets_of(const char* type) {
+  if (std::strcmp(type, "bfloat16") == 0) return presets_of<skv::bfloat16>(type, false);
+  if (std::strcmp(type, "float") == 0) return presets_of<float>(type, true);
+  return presets_of<skv::half>(type, true);
 }
 
 // ---- machine reference: memory read bandwidth -----------------------------------------------------------------
@@ -94,12 +77,12 @@ struct fill_index {
 double measure_read_bandwidth(std::size_t bytes, int reps) {
   const std::int64_t chunk = 16384, n = std::int64_t(bytes / 4) / chunk * chunk, chunks = n / chunk;
   skv::fast_vector<std::uint32_t> x(std::size_t(n), 0u), out(std::size_t(chunks), 0u);
-  skv::detail::parallel_for(n, fill_index{skv::raw(x)});
+  skv::parallel_for(n, fill_index{skv::raw(x)});
   double best = 0;
   std::uint32_t sink = 0;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = clock::now();
-    skv::detail::parallel_for(chunks, read_chunks{skv::raw(x), chunk, skv::raw(out)});
+    skv::parallel_for(chunks, read_chunks{skv::raw(x), chunk, skv::raw(out)});
     const double s = seconds_since(t0);
     best = std::max(best, double(n) * 4 / s / 1e9);
     sink ^= out[std::size_t(r % chunks)];
@@ -135,7 +118,7 @@ struct config {
   std::int64_t ctx;
   int budget; // 0: the preset's own (full_kv: everything)
   std::string key() const {
-    return std::string(preset.name) + "/" + preset.type + "/" + shape->name + "/" + std::to_string(ctx) + "/" +
+    return preset.name + "/" + preset.type + "/" + shape->name + "/" + std::to_string(ctx) + "/" +
            std::to_string(budget);
   }
 };
@@ -243,12 +226,11 @@ void run_prefill_attention(benchmark::State& st, std::int64_t ctx, const shape_s
   double total = 0;
   for (auto _ : st) {
     const auto t0 = clock::now();
-    skv::detail::dispatch_head_dim(s.head_dim, [&](auto d) {
+    skv::dispatch_head_dim(s.head_dim, [&](auto d) {
       constexpr int D = decltype(d)::value;
-      skv::detail::parallel_for(causal_prefill_items(ctx, s.q_heads),
-                                causal_prefill_attention<T, D>{skv::raw(in->q), skv::raw(in->k), skv::raw(in->v),
-                                                               skv::raw(out), ctx, s.q_heads, s.kv_heads,
-                                                               1.f / std::sqrt(float(s.head_dim))});
+      skv::parallel_for(causal_prefill_items(ctx, s.q_heads),
+                        causal_prefill_attention<T, D>{skv::raw(in->q), skv::raw(in->k), skv::raw(in->v), skv::raw(out),
+                                                       ctx, s.q_heads, s.kv_heads, 1.f / std::sqrt(float(s.head_dim))});
     });
     const double t = seconds_since(t0);
     st.SetIterationTime(t);
@@ -269,9 +251,10 @@ std::string name_of(const char* stage, const char* preset, std::int64_t ctx, int
 }
 
 void register_config(const config& c, const std::vector<stage>& stages, bool quick) {
-  const bool dense = std::strcmp(c.preset.name, "full_kv") == 0;
+  const bool dense = c.preset.name == "full_kv";
   for (stage s : stages) {
-    const std::string name = name_of(stage_name(s, dense), c.preset.name, c.ctx, c.budget, *c.shape, c.preset.type);
+    const std::string name =
+        name_of(stage_name(s, dense), c.preset.name.c_str(), c.ctx, c.budget, *c.shape, c.preset.type);
     auto* b = benchmark::RegisterBenchmark(name.c_str(), [c, s](benchmark::State& st) {
       if (s == stage::prefill_policy)
         run_prefill_policy(st, c);
@@ -323,14 +306,14 @@ void register_all(bool quick) {
         b->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1);
       }
       for (const auto& p : presets_of("bfloat16")) {
-        const bool dense = std::strcmp(p.name, "full_kv") == 0;
+        const bool dense = p.name == "full_kv";
         for (int budget : dense ? std::vector<int>{0} : budgets) register_config({p, s, ctx, budget}, all, quick);
       }
       // float and half K/V: the attention-bound stages of the dense baseline and SentenceKV, long contexts
       if (!quick && s == &llama3_8b && ctx >= 65536)
         for (const char* type : {"float", "half"})
           for (const auto& p : presets_of(type)) {
-            const bool dense = std::strcmp(p.name, "full_kv") == 0;
+            const bool dense = p.name == "full_kv";
             register_config({p, s, ctx, dense ? 0 : 1024}, {stage::attend, stage::decode_step}, quick);
           }
     }

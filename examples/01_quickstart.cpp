@@ -26,16 +26,8 @@ int main() {
   so.selector.budget = 64; // 4 sinks + 60 recent tokens per (sequence, KV head)
   skv::streaming_llm<float> stream(shape, so);
 
-  skv::prefill_args<float> prompt;
-  prompt.indptr = indptr;
-  prompt.token_ids = ids;
-  prompt.num_rows = rows;
-  prompt.k = skv::nhd<const float>(k.data(), 2, 64);
-  prompt.v = skv::nhd<const float>(v.data(), 2, 64);
-  prompt.q = skv::nhd<const float>(q.data(), 8, 64);
-  prompt.num_q_heads = 8;
-  prompt.num_kv_heads = 2;
-  prompt.head_dim = 64;
+  // packed NHD rows of both prompts; q is optional (no policy here reads prompt queries)
+  const auto prompt = skv::make_prefill_args<float>(shape, indptr, ids, k.data(), v.data(), q.data());
   for (int layer = 0; layer < shape.num_layers; ++layer) {
     full.prefill(layer, prompt);
     stream.prefill(layer, prompt);
@@ -47,18 +39,11 @@ int main() {
   for (int step = 0; step < 4; ++step) {
     const std::vector<std::int32_t> new_ids = {7, 7};
     auto sk = random(2 * 2 * 64), sv = random(2 * 2 * 64), sq = random(2 * 8 * 64);
-    skv::decode_args<float> token;
-    token.token_ids = new_ids;
-    token.k = skv::nhd<const float>(sk.data(), 2, 64);
-    token.v = skv::nhd<const float>(sv.data(), 2, 64);
-    token.q = skv::nhd<const float>(sq.data(), 8, 64);
-    token.num_q_heads = 8;
-    token.num_kv_heads = 2;
-    token.head_dim = 64;
+    const auto token = skv::make_decode_args<float>(shape, new_ids, sk.data(), sv.data(), sq.data());
     std::vector<float> out_full(2 * 8 * 64), out_stream(out_full.size());
     for (int layer = 0; layer < shape.num_layers; ++layer) {
-      full.step(layer, token, skv::nhd(out_full.data(), 8, 64));
-      stream.step(layer, token, skv::nhd(out_stream.data(), 8, 64));
+      full.step(layer, token, skv::nhd(out_full.data(), 2, 8, 64));
+      stream.step(layer, token, skv::nhd(out_stream.data(), 2, 8, 64));
     }
     const auto sf = full.selection(1), ss = stream.selection(1);
     double num = 0, den = 0;

@@ -24,23 +24,14 @@ int main() {
   skv::sentence_kv_lossless<T> cache(shape, so);
   skv::full_kv<T> full(shape);
 
-  skv::prefill_args<T> prompt;
-  prompt.indptr = indptr;
-  prompt.token_ids = w.ids;
-  prompt.num_rows = N;
-  prompt.k = skv::nhd<const T>(k.data(), KH, D);
-  prompt.v = skv::nhd<const T>(v.data(), KH, D);
-  prompt.q = skv::nhd<const T>(q.data(), QH, D);
-  prompt.num_q_heads = QH;
-  prompt.num_kv_heads = KH;
-  prompt.head_dim = D;
+  const auto prompt = skv::make_prefill_args<T>(shape, indptr, w.ids, k.data(), v.data(), q.data());
   cache.prefill(0, prompt);
   full.prefill(0, prompt);
   const auto m0 = cache.ledger();
   std::printf("SentenceKV (lossless: every prompt token on the slow tier), backend %s\n", SKV_BACKEND_NAME);
   std::printf("context %lld tokens in %zu sentences, needles = sentences %d, %d, %d; τ = %d, sink %d, recent %d\n",
               (long long)N, cache.segment_begins(0, 0).size(), w.needles[0], w.needles[1], w.needles[2],
-              so.selector.budget, so.selector.sink, so.selector.recent);
+              so.selector.budget, so.selector.choice.sink, so.selector.choice.recent);
   std::printf("prefill moved %.1f MiB to the slow tier\n\n", double(m0.moved_to_slow) / (1 << 20));
 
   std::vector<float> out(QH * D), out_full(QH * D);
@@ -50,16 +41,9 @@ int main() {
     std::vector<float> kf, vf, qf;
     w.decode_token(id, kf, vf, qf, /*ends_sentence=*/step == 4);
     const auto kt = synthetic::to<T>(kf), vt = synthetic::to<T>(vf), qt = synthetic::to<T>(qf);
-    skv::decode_args<T> tok;
-    tok.token_ids = std::span<const std::int32_t>(&id, 1);
-    tok.k = skv::nhd<const T>(kt.data(), KH, D);
-    tok.v = skv::nhd<const T>(vt.data(), KH, D);
-    tok.q = skv::nhd<const T>(qt.data(), QH, D);
-    tok.num_q_heads = QH;
-    tok.num_kv_heads = KH;
-    tok.head_dim = D;
-    cache.step(0, tok, skv::nhd(out.data(), QH, D));
-    full.step(0, tok, skv::nhd(out_full.data(), QH, D));
+    const auto tok = skv::make_decode_args<T>(shape, std::span(&id, 1), kt.data(), vt.data(), qt.data());
+    cache.step(0, tok, skv::nhd(out.data(), 1, QH, D));
+    full.step(0, tok, skv::nhd(out_full.data(), 1, QH, D));
     const auto m = cache.ledger();
     const auto sel = cache.selection(0);
     double num = 0, den = 0;
@@ -71,7 +55,8 @@ int main() {
     const std::int64_t len = cache.length(0, 0);
     for (int i = sel.indptr[0]; i < sel.indptr[1]; ++i) {
       const std::int32_t pos = sel.indices[i];
-      if (pos >= so.selector.sink && pos < len - so.selector.recent && pos < N) sentences.insert(w.sentence_of[pos]);
+      if (pos >= so.selector.choice.sink && pos < len - so.selector.choice.recent && pos < N)
+        sentences.insert(w.sentence_of[pos]);
     }
     std::printf("step %d: head 0 attends %d tokens%s", step, sel.indptr[1] - sel.indptr[0],
                 sentences.empty() ? " (fallback: the open sentence has <= 1 query, whole cache)\n" : "; sentences");

@@ -32,17 +32,7 @@ row run(const char* name, const char* parts, Setup setup, const std::vector<std:
   Cache cache({1, QH, KH, D}, o);
   const auto k = synthetic::to<T>(w.k), v = synthetic::to<T>(w.v), q = synthetic::to<T>(w.q);
   const std::vector<std::int32_t> indptr = {0, std::int32_t(N)};
-  skv::prefill_args<T> a;
-  a.indptr = indptr;
-  a.token_ids = w.ids;
-  a.num_rows = N;
-  a.k = skv::nhd<const T>(k.data(), KH, D);
-  a.v = skv::nhd<const T>(v.data(), KH, D);
-  a.q = skv::nhd<const T>(q.data(), QH, D);
-  a.num_q_heads = QH;
-  a.num_kv_heads = KH;
-  a.head_dim = D;
-  cache.prefill(0, a);
+  cache.prefill(0, skv::make_prefill_args<T>(cache.shape(), indptr, w.ids, k.data(), v.data(), q.data()));
   cache.ledger(); // reset the moved counters: count decode only
   std::vector<std::int32_t> needle_pos;
   for (std::int64_t t = 0; t < N; ++t)
@@ -55,17 +45,10 @@ row run(const char* name, const char* parts, Setup setup, const std::vector<std:
     std::vector<float> kf, vf, qf;
     w.decode_token(id, kf, vf, qf, step % 12 == 11);
     const auto kt = synthetic::to<T>(kf), vt = synthetic::to<T>(vf), qt = synthetic::to<T>(qf);
-    skv::decode_args<T> d;
-    d.token_ids = std::span<const std::int32_t>(&id, 1);
-    d.k = skv::nhd<const T>(kt.data(), KH, D);
-    d.v = skv::nhd<const T>(vt.data(), KH, D);
-    d.q = skv::nhd<const T>(qt.data(), QH, D);
-    d.num_q_heads = QH;
-    d.num_kv_heads = KH;
-    d.head_dim = D;
+    const auto d = skv::make_decode_args<T>(cache.shape(), std::span(&id, 1), kt.data(), vt.data(), qt.data());
     std::vector<float> out(QH * D);
     const auto t0 = std::chrono::steady_clock::now();
-    cache.step(0, d, skv::nhd(out.data(), QH, D));
+    cache.step(0, d, skv::nhd(out.data(), 1, QH, D));
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (outputs) outputs->push_back(out);
     if (reference) {
@@ -120,7 +103,7 @@ int main() {
   // one layer here: Quest's dense first two layers would make it full attention
   auto quest_sparse = [](auto& o) {
     budget(o);
-    o.selector.dense_layers = 0;
+    o.selector.choice.dense_layers = 0;
   };
   rows.push_back(run<skv::quest<T>>("quest", "page16/minmax/top pages/device", quest_sparse, &ref, nullptr));
   rows.push_back(run<skv::sentence_kv<T>>("sentence_kv", "sentence/mean/semantic+prefilter/host", sent, &ref, nullptr));
@@ -128,22 +111,24 @@ int main() {
       run<skv::sentence_kv_lossless<T>>("sentence_kv_lossless", "sentence/mean/semantic/host", sent, &ref, nullptr));
   rows.push_back(run<skv::sentence_kv_paper<T>>(
       "sentence_kv_paper", "sentence/mean/semantic, no sink/recent/fallback/host", sent, &ref, nullptr));
+  // one type changed per row: the slots (and the selector's two parts) are independent
+  using top_sentences = skv::composed_selector<skv::keep_all, skv::segment_topk<>>;
+  using prefiltered_top_sentences =
+      skv::composed_selector<skv::keep_window_top<skv::sentence_kv_prefilter>, skv::segment_topk<>>;
   using quest_bounds_over_sentences =
-      skv::kv_cache<skv::sentence_segmenter, skv::minmax_key_summarizer,
-                    skv::semantic_topk_selector<skv::sentence_kv_lossless_defaults>, skv::host_offloader, T>;
+      skv::kv_cache<skv::sentence_segmenter, skv::minmax_key_summarizer, top_sentences, skv::host_offloader, T>;
   rows.push_back(
       run<quest_bounds_over_sentences>("sentence+minmax", "sentence/minmax/semantic/host", sent, &ref, nullptr));
   using semantic_over_chunks =
-      skv::kv_cache<skv::fixed_segmenter<10>, skv::mean_key_summarizer,
-                    skv::semantic_topk_selector<skv::sentence_kv_lossless_defaults>, skv::host_offloader, T>;
+      skv::kv_cache<skv::fixed_segmenter<10>, skv::mean_key_summarizer, top_sentences, skv::host_offloader, T>;
   rows.push_back(run<semantic_over_chunks>("chunk10+semantic", "chunk10/mean/semantic/host", sent, &ref, nullptr));
-  using sentence_evicting =
-      skv::kv_cache<skv::sentence_segmenter, skv::mean_key_summarizer,
-                    skv::semantic_topk_selector<skv::sentence_kv_defaults>, skv::device_offloader, T>;
+  using sentence_evicting = skv::kv_cache<skv::sentence_segmenter, skv::mean_key_summarizer, prefiltered_top_sentences,
+                                          skv::device_offloader, T>;
   rows.push_back(
       run<sentence_evicting>("sentence_kv+evict", "sentence/mean/semantic+prefilter/device", sent, &ref, nullptr));
   using window_over_sentences =
-      skv::kv_cache<skv::sentence_segmenter, skv::no_summarizer, skv::window_score_selector<skv::chunk_kv_defaults>,
+      skv::kv_cache<skv::sentence_segmenter, skv::no_summarizer,
+                    skv::composed_selector<skv::keep_window_top<skv::chunk_kv_window>, skv::attend_all>,
                     skv::device_offloader, T>;
   rows.push_back(
       run<window_over_sentences>("sentence+window", "sentence/none/window top sentences/device", sent, &ref, nullptr));

@@ -1,7 +1,8 @@
 // The engine's view on a GPU: K/V/Q live in device memory (cudaMalloc), skv's fast tier is device memory and its
-// slow tier pinned host memory; each decode step appends the new token, selects sentences, fetches only the
-// missing ones over UVA and attends, and the selection is exported as int32 CSR into device buffers that a paged
-// attention kernel could consume. Without a GPU it says so and exits 0.
+// slow tier pinned host memory. The cache is reserved once (no allocation on the decode path), every call runs on
+// the engine's stream without waiting on the host, each decode step appends the new token, selects sentences,
+// fetches only the missing ones over UVA and attends, and the selection is exported as int32 CSR into device
+// buffers that a paged attention kernel could consume. Without a GPU it says so and exits 0.
 #include <skv/skv.hpp>
 
 #include <cstdio>
@@ -45,19 +46,14 @@ int main() {
 
   skv::sentence_kv_lossless<T>::options o;
   o.segmenter.boundaries = {synthetic::boundary_id};
-  skv::sentence_kv_lossless<T> cache({1, QH, KH, D}, o);
-  skv::prefill_args<T> a;
-  a.indptr = indptr; // host metadata
-  a.token_ids = w.ids;
-  a.num_rows = N;
-  a.k = skv::nhd<const T>(k, KH, D); // device pointers
-  a.v = skv::nhd<const T>(v, KH, D);
-  a.q = skv::nhd<const T>(q, QH, D);
-  a.num_q_heads = QH;
-  a.num_kv_heads = KH;
-  a.head_dim = D;
-  cache.prefill(0, a);
-  auto m = cache.ledger();
+  const skv::model_shape shape{1, QH, KH, D};
+  skv::sentence_kv_lossless<T> cache(shape, o);
+  cudaStream_t stream;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cache.reserve(/*max_batch=*/1, /*max_tokens=*/N + 64);
+  // host metadata (indptr, ids), device tensors
+  cache.prefill(0, skv::make_prefill_args<T>(shape, indptr, w.ids, k, v, q), stream);
+  auto m = cache.ledger(stream);
   std::printf("prefill: %lld tokens; fast tier %.1f MiB, slow tier (pinned) %.1f MiB\n", (long long)N,
               m.fast_bytes / 1048576.0, m.slow_bytes / 1048576.0);
 
@@ -68,7 +64,8 @@ int main() {
   CHECK_CUDA(cudaMalloc(&dq, QH * D * sizeof(T)));
   CHECK_CUDA(cudaMalloc(&dout, QH * D * sizeof(T)));
   CHECK_CUDA(cudaMalloc(&d_indptr, (KH + 1) * sizeof(std::int32_t)));
-  CHECK_CUDA(cudaMalloc(&d_indices, std::size_t(KH) * (N + 64) * sizeof(std::int32_t)));
+  const std::int64_t capacity = std::int64_t(KH) * (N + 64); // >= selection_bound() on every step
+  CHECK_CUDA(cudaMalloc(&d_indices, std::size_t(capacity) * sizeof(std::int32_t)));
   for (int step = 0; step < 6; ++step) {
     std::int32_t id;
     std::vector<float> kf, vf, qf;
@@ -76,22 +73,17 @@ int main() {
     CHECK_CUDA(cudaMemcpy(dk, synthetic::to<T>(kf).data(), KH * D * sizeof(T), cudaMemcpyHostToDevice));
     CHECK_CUDA(cudaMemcpy(dv, synthetic::to<T>(vf).data(), KH * D * sizeof(T), cudaMemcpyHostToDevice));
     CHECK_CUDA(cudaMemcpy(dq, synthetic::to<T>(qf).data(), QH * D * sizeof(T), cudaMemcpyHostToDevice));
-    skv::decode_args<T> d;
-    d.token_ids = std::span<const std::int32_t>(&id, 1);
-    d.k = skv::nhd<const T>(dk, KH, D);
-    d.v = skv::nhd<const T>(dv, KH, D);
-    d.q = skv::nhd<const T>(dq, QH, D);
-    d.num_q_heads = QH;
-    d.num_kv_heads = KH;
-    d.head_dim = D;
-    cache.step(0, d, skv::nhd(dout, QH, D));
-    cache.export_csr(0, d_indptr, d_indices); // device buffers, engine format
+    const auto d = skv::make_decode_args<T>(shape, std::span(&id, 1), dk, dv, dq);
+    cache.step(0, d, skv::nhd(dout, 1, QH, D), stream);         // no host wait inside
+    cache.export_csr(0, d_indptr, d_indices, capacity, stream); // device buffers, engine format
     std::vector<std::int32_t> h_indptr(KH + 1);
-    CHECK_CUDA(cudaMemcpy(h_indptr.data(), d_indptr, h_indptr.size() * sizeof(std::int32_t), cudaMemcpyDeviceToHost));
-    m = cache.ledger();
+    CHECK_CUDA(cudaMemcpyAsync(h_indptr.data(), d_indptr, h_indptr.size() * sizeof(std::int32_t),
+                               cudaMemcpyDeviceToHost, stream));
+    CHECK_CUDA(cudaStreamSynchronize(stream)); // the engine's own sync, e.g. before sampling
+    m = cache.ledger(stream);
     std::printf("step %d: %d tokens selected over %d KV heads; fetched %.1f KiB (%lld copied, %lld read in place)\n",
-                step, h_indptr[KH], KH, m.moved_to_fast / 1024.0, (long long)cache.offloader(0).last_copied(),
-                (long long)cache.offloader(0).last_streamed());
+                step, h_indptr[KH], KH, m.moved_to_fast / 1024.0, (long long)cache.offloader(0).last_copied(stream),
+                (long long)cache.offloader(0).last_streamed(stream));
   }
   CHECK_CUDA(cudaDeviceSynchronize());
   std::printf("fast tier %.2f MiB vs %.2f MiB for the whole cache on the GPU\n", m.fast_bytes / 1048576.0,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
 #   1. CPU tests on the OMP and CPP backends (Release), plus examples and tools, via ctest
-#   2. the same tests under ASan + UBSan (CPP backend)
+#   2. the same tests under ASan + UBSan (OMP and CPP backends)
 #   3. the installed package, consumed by a tiny find_package(skv) project
 #   4. where nvcc exists: the CUDA tests and benchmarks compiled and linked for sm_90 (and sm_80)
 # Set SKV_TEST_SKIP=cuda,asan,... to skip stages while iterating.
@@ -22,11 +22,11 @@ stage "docs/api.md matches the headers' //! comments"
 python3 scripts/gen_api_docs.py --check
 
 if [[ $skip != *,asan,* ]]; then
-  stage "sanitizers: ASan + UBSan (CPP backend)"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSKV_SANITIZE=address,undefined -DSKV_CPU_BACKENDS=CPP \
+  stage "sanitizers: ASan + UBSan (OMP and CPP backends)"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSKV_SANITIZE=address,undefined -DSKV_CPU_BACKENDS="OMP;CPP" \
     -DSKV_CUDA=OFF -DSKV_BUILD_EXAMPLES=OFF -DSKV_BUILD_BENCH=OFF -DSKV_BUILD_TOOLS=OFF >/dev/null
   cmake --build build-asan -j"$jobs"
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure -j2
 fi
 
 if [[ $skip != *,install,* ]]; then

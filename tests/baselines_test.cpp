@@ -48,7 +48,7 @@ void compare(typename Cache::options o, int layers, std::vector<int> lengths, in
     ref::typed_step<float> ts(st);
     for (int l = 0; l < layers; ++l) {
       std::vector<float> out(st.q.size());
-      cache.step(l, ts.args(), skv::nhd(out.data(), QH, D));
+      cache.step(l, ts.args(), ref::out_view(out, QH, D));
       const auto want_sets = step_rule(nv, l, hist, st.q, cache);
       const auto sel = cache.selection(l);
       for (int p = 0; p < B * KH; ++p) {
@@ -110,6 +110,23 @@ TEST_CASE("snap_kv keeps SnapKV's top pooled-window tokens + window per KV head"
         return std::pair{window_keep(hist, s, h, q, 160, 7, 1, 1 / std::sqrt(64.0)), std::vector<double>{}};
       },
       append_all);
+}
+
+TEST_CASE("the window scores use options.softmax_scale, not a hard-coded 1/sqrt(head_dim)") {
+  skv::snap_kv<float>::options o;
+  o.selector.budget = 160;
+  o.softmax_scale = 0.6f; // peakier than 1/8: a different ranking of the same prompt
+  const double scale = 0.6;
+  int differs = 0;
+  compare<skv::snap_kv<float>>(
+      o, 1, {700, 400}, 1,
+      [&](int, int s, int h, const ref::history& hist, const std::vector<float>& q, naive&) {
+        auto keep = window_keep(hist, s, h, q, 160, 7, 1, scale);
+        differs += keep != window_keep(hist, s, h, q, 160, 7, 1, 1 / std::sqrt(64.0));
+        return std::pair{keep, std::vector<double>{}};
+      },
+      append_all);
+  CHECK(differs > 0); // the scale matters for this prompt, so the match above is about the scale
 }
 
 TEST_CASE("pyramid_kv: per-layer budgets from the official formula, SnapKV selection within each") {
@@ -224,7 +241,7 @@ TEST_CASE("quest: pages of 16 ranked by the min/max bound with the current query
     for (int s = 0; s < 2; ++s) models[s].append(st.ids[s], &st.q[std::size_t(s) * QH * D]);
     for (int l = 0; l < 3; ++l) {
       std::vector<float> out(st.q.size());
-      cache.step(l, ts.args(), skv::nhd(out.data(), QH, D));
+      cache.step(l, ts.args(), ref::out_view(out, QH, D));
       const auto sel = cache.selection(l);
       for (int s = 0; s < 2; ++s)
         for (int h = 0; h < KH; ++h) {
@@ -250,7 +267,7 @@ TEST_CASE("per-KV-head budgets free memory for real: the ledger follows the sum 
   auto fast_bytes = [&](std::vector<int> head_budgets) {
     skv::snap_kv<float>::options o;
     o.selector.budget = 512;
-    o.selector.head_budgets = head_budgets;
+    o.selector.retention.head_budgets = head_budgets;
     skv::snap_kv<float> c({1, QH, KH, D}, o);
     c.prefill(0, tb.args());
     CHECK(c.retained(0, 0, 0) == (head_budgets.empty() ? 512 : head_budgets[0]));

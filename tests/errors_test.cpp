@@ -15,7 +15,7 @@ constexpr int QH = 8, KH = 2, D = 64;
 cache_t::options small_budget() {
   cache_t::options o;
   o.selector.budget = 40;
-  o.selector.sink = 4;
+  o.selector.retention.sink = 4;
   o.check_values = true;
   return o;
 }
@@ -26,7 +26,7 @@ void check_still_answers(cache_t& cache, ref::history& hist, std::mt19937& rng) 
   hist.add_step(st);
   ref::typed_step<float> ts(st);
   std::vector<float> out(QH * D);
-  cache.step(0, ts.args(), skv::nhd(out.data(), QH, D));
+  cache.step(0, ts.args(), ref::out_view(out, QH, D));
   const auto sel = cache.selection(0);
   const auto want = ref::attend_all(hist, st.q, QH, sel, cache.softmax_scale());
   CHECK(ref::rel_l2(out, want) < 1e-5);
@@ -42,7 +42,7 @@ TEST_CASE("constructor rejects impossible shapes and options") {
   CHECK_THROWS_WITH_AS(cache_t({0, 8, 2, 64}), doctest::Contains("argument 'num_layers' is 0"), skv::invalid_argument);
   cache_t::options o;
   o.selector.budget = 4;
-  o.selector.sink = 4;
+  o.selector.retention.sink = 4;
   CHECK_THROWS_WITH_AS(cache_t({1, 8, 2, 64}, o), doctest::Contains("argument 'budget' is 4; allowed: > sink (4)"),
                        skv::invalid_argument);
 }
@@ -72,18 +72,38 @@ TEST_CASE("bad prefill and decode inputs leave the cache intact") {
     CHECK_THROWS_WITH_AS(cache.prefill(-1, tb.args()), doctest::Contains("argument 'layer' is -1"),
                          skv::invalid_argument);
   }
-  SUBCASE("mismatched head counts and head_dim") {
+  SUBCASE("views whose extents disagree with the shape") {
     auto a = tb.args();
-    a.head_dim = 128;
-    CHECK_THROWS_WITH_AS(cache.prefill(0, a), doctest::Contains("argument 'head_dim' is 128; allowed: 64"),
+    a.k.head_dim = 128;
+    CHECK_THROWS_WITH_AS(cache.prefill(0, a), doctest::Contains("argument 'k.head_dim' is 128; allowed: 64"),
                          skv::invalid_argument);
     a = tb.args();
-    a.num_kv_heads = 4;
-    CHECK_THROWS_WITH_AS(cache.prefill(0, a), doctest::Contains("argument 'num_kv_heads' is 4; allowed: 2"),
+    a.v.heads = 4;
+    CHECK_THROWS_WITH_AS(cache.prefill(0, a), doctest::Contains("argument 'v.heads' is 4; allowed: 2"),
                          skv::invalid_argument);
     a = tb.args();
-    a.num_q_heads = 6;
-    CHECK_THROWS_WITH_AS(cache.prefill(0, a), doctest::Contains("argument 'num_q_heads' is 6; allowed: 8"),
+    a.q.heads = 6;
+    CHECK_THROWS_WITH_AS(cache.prefill(0, a), doctest::Contains("argument 'q.heads' is 6; allowed: 8"),
+                         skv::invalid_argument);
+    a = tb.args();
+    a.k.tokens = 200;
+    CHECK_THROWS_WITH_AS(cache.prefill(0, a), doctest::Contains("argument 'k.tokens' is 200; allowed: 120"),
+                         skv::invalid_argument);
+  }
+  SUBCASE("strides under which rows overlap") {
+    auto a = tb.args();
+    a.k.stride_head = 32; // half a head_dim: head h + 1 would read the second half of head h
+    CHECK_THROWS_WITH_AS(cache.prefill(0, a), doctest::Contains("argument 'k.stride_head' is 32; allowed: strides"),
+                         skv::invalid_argument);
+    a = tb.args();
+    a.v.stride_token = 64; // one head per token step: token t + 1 would read head 1 of token t
+    CHECK_THROWS_WITH_AS(cache.prefill(0, a), doctest::Contains("argument 'v.stride_head'"), skv::invalid_argument);
+    const auto st = ref::make_step(1, QH, KH, D, rng);
+    ref::typed_step<float> ts(st);
+    std::vector<float> out(QH * D);
+    auto bad_out = ref::out_view(out, QH, D);
+    bad_out.stride_head = 16;
+    CHECK_THROWS_WITH_AS(cache.step(0, ts.args(), bad_out), doctest::Contains("argument 'out.stride_head' is 16"),
                          skv::invalid_argument);
   }
   SUBCASE("token ids and K/V lengths disagree") {
@@ -92,15 +112,11 @@ TEST_CASE("bad prefill and decode inputs leave the cache intact") {
     a.token_ids = fewer;
     CHECK_THROWS_WITH_AS(cache.prefill(0, a), doctest::Contains("argument 'token_ids.size()' is 119; allowed: 120"),
                          skv::invalid_argument);
-    a = tb.args();
-    a.num_rows = 200;
-    CHECK_THROWS_WITH_AS(cache.prefill(0, a), doctest::Contains("argument 'num_rows' is 200"), skv::invalid_argument);
   }
   SUBCASE("empty prompt") {
     auto a = tb.args();
     std::vector<std::int32_t> indptr{0, 0};
     a.indptr = indptr;
-    a.num_rows = 0;
     a.token_ids = {};
     CHECK_THROWS_WITH_AS(cache.prefill(0, a), doctest::Contains("is 0; allowed: >= 1 (an empty prompt"),
                          skv::invalid_argument);
@@ -115,19 +131,19 @@ TEST_CASE("bad prefill and decode inputs leave the cache intact") {
     d.q.data = nullptr;
     CHECK_THROWS_WITH_AS(cache.append(0, d), doctest::Contains("argument 'q.data' is null"), skv::invalid_argument);
     std::vector<float> out(QH * D);
-    CHECK_THROWS_WITH_AS(cache.attend(0, skv::tensor_view<float>{nullptr, D, QH * D}),
+    CHECK_THROWS_WITH_AS(cache.attend(0, skv::nhd<float>(nullptr, 1, QH, D)),
                          doctest::Contains("argument 'out.data' is null"), skv::invalid_argument);
   }
   SUBCASE("non-finite values") {
     auto bad = b;
     bad.v[77] = std::numeric_limits<float>::quiet_NaN();
     ref::typed_batch<float> tbad(bad);
-    CHECK_THROWS_WITH_AS(cache.prefill(0, tbad.args()), doctest::Contains("argument 'v' is 1 non-finite values"),
-                         skv::invalid_argument);
+    CHECK_THROWS_WITH_AS(cache.prefill(0, tbad.args()),
+                         doctest::Contains("argument 'v' is 1 rows with non-finite values"), skv::invalid_argument);
     auto st = ref::make_step(1, QH, KH, D, rng);
     st.k[3] = INFINITY;
     ref::typed_step<float> ts(st);
-    CHECK_THROWS_WITH_AS(cache.append(0, ts.args()), doctest::Contains("argument 'k' is 1 non-finite values"),
+    CHECK_THROWS_WITH_AS(cache.append(0, ts.args()), doctest::Contains("argument 'k' is 1 rows with non-finite values"),
                          skv::invalid_argument);
   }
   SUBCASE("decode batch differs from the prefilled batch") {

@@ -36,7 +36,7 @@ void run_decode(Cache& cache, const ref::batch& b, int steps, Expected expected,
     ref::typed_step<T> ts(st);
     for (int l = 0; l < L; ++l) {
       std::vector<float> out(st.q.size());
-      cache.step(l, ts.args(), skv::nhd(out.data(), b.q_heads, b.dim));
+      cache.step(l, ts.args(), ref::out_view(out, b.q_heads, b.dim));
       const auto sel = cache.selection(l);
       for (int seq = 0; seq < B; ++seq)
         for (int h = 0; h < b.kv_heads; ++h) {
@@ -79,7 +79,7 @@ TEST_CASE_TEMPLATE("streaming_llm keeps exactly sink + recent and matches the re
                    skv::bfloat16) {
   typename skv::streaming_llm<T>::options o;
   o.selector.budget = 48;
-  o.selector.sink = 4;
+  o.selector.retention.sink = 4;
   const auto b = ref::make_batch({100, 30, 47}, 8, 2, 64, 9);
   skv::streaming_llm<T> cache({2, 8, 2, 64}, o);
   auto expected = [](int, std::int64_t n) {
@@ -107,8 +107,8 @@ TEST_CASE("streaming_llm frees evicted memory: the fast tier stays bounded while
   for (int s = 0; s < 300; ++s) {
     const auto st = ref::make_step(1, 4, 2, 64, rng);
     ref::typed_step<float> ts(st);
-    stream.step(0, ts.args(), skv::nhd(out.data(), 4, 64));
-    full.step(0, ts.args(), skv::nhd(out.data(), 4, 64));
+    stream.step(0, ts.args(), ref::out_view(out, 4, 64));
+    full.step(0, ts.args(), ref::out_view(out, 4, 64));
   }
   const auto m_stream = stream.ledger(), m_full = full.ledger();
   CHECK(m_stream.fast_bytes <= after_prefill + 64 * 1024);

@@ -27,7 +27,7 @@ struct batch {
   }
   template <class T>
   skv::tensor_view<const T> view(const std::vector<T>& x, int heads) const {
-    return hnd ? skv::hnd<const T>(x.data(), rows(), dim) : skv::nhd<const T>(x.data(), heads, dim);
+    return hnd ? skv::hnd<const T>(x.data(), rows(), heads, dim) : skv::nhd<const T>(x.data(), rows(), heads, dim);
   }
 };
 
@@ -65,17 +65,7 @@ struct typed_batch {
   std::vector<T> k, v, q;
   explicit typed_batch(const batch& src) : b(src), k(convert<T>(src.k)), v(convert<T>(src.v)), q(convert<T>(src.q)) {}
   skv::prefill_args<T> args() const {
-    skv::prefill_args<T> a;
-    a.indptr = b.indptr;
-    a.token_ids = b.ids;
-    a.num_rows = b.rows();
-    a.k = b.view(k, b.kv_heads);
-    a.v = b.view(v, b.kv_heads);
-    a.q = b.view(q, b.q_heads);
-    a.num_q_heads = b.q_heads;
-    a.num_kv_heads = b.kv_heads;
-    a.head_dim = b.dim;
-    return a;
+    return {b.indptr, b.ids, b.view(k, b.kv_heads), b.view(v, b.kv_heads), b.view(q, b.q_heads)};
   }
 };
 
@@ -110,15 +100,8 @@ struct typed_step {
   std::vector<T> k, v, q;
   explicit typed_step(const step& src) : s(src), k(convert<T>(src.k)), v(convert<T>(src.v)), q(convert<T>(src.q)) {}
   skv::decode_args<T> args() const {
-    skv::decode_args<T> a;
-    a.token_ids = s.ids;
-    a.k = skv::nhd<const T>(k.data(), s.kv_heads, s.dim);
-    a.v = skv::nhd<const T>(v.data(), s.kv_heads, s.dim);
-    a.q = skv::nhd<const T>(q.data(), s.q_heads, s.dim);
-    a.num_q_heads = s.q_heads;
-    a.num_kv_heads = s.kv_heads;
-    a.head_dim = s.dim;
-    return a;
+    const skv::model_shape shape{1, s.q_heads, s.kv_heads, s.dim};
+    return skv::make_decode_args<T>(shape, s.ids, k.data(), v.data(), q.data());
   }
 };
 
@@ -207,6 +190,11 @@ inline std::vector<double> attend_all(const history& hist, const std::vector<flo
       }
     }
   return out;
+}
+
+//! An NHD [batch, q_heads, dim] output view over `out` (batch = out.size() / (q_heads * dim)).
+inline skv::tensor_view<float> out_view(std::vector<float>& out, int q_heads, int dim) {
+  return skv::nhd(out.data(), std::int64_t(out.size()) / (std::int64_t(q_heads) * dim), q_heads, dim);
 }
 
 inline std::vector<std::int32_t> iota(std::int32_t n, std::int32_t from = 0) {

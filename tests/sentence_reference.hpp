@@ -2,6 +2,7 @@
 //! one (sequence, KV head) at a time, no Thrust and nothing shared with the library but the option values.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <set>
 
@@ -21,6 +22,8 @@ struct sentence_options {
   bool mean_query = true; // false: the current query ranks (Quest)
   bool minmax = false;    // rank by Quest's bound instead of the mean key
   int fixed = 0;          // > 0: fixed chunks instead of sentences
+  //! When set, a segment's score for one query head (instead of mean or min/max): `keys` are its retained keys.
+  std::function<double(const std::vector<const float*>& keys, const double* q, int dim)> score;
 };
 
 //! Observation-window scores (SnapKV): for each position j, the softmax attention it receives from the last `w`
@@ -161,7 +164,9 @@ struct sentence_model {
         const std::size_t i = std::size_t(kh * G + g) * dim + d;
         qbar[std::size_t(g) * dim + d] = o.mean_query ? q_sum[i] / partial_queries : current_q[i];
       }
-    const std::int64_t head = std::min<std::int64_t>(o.sink, len), tail = std::min<std::int64_t>(o.recent, len - head);
+    // the newest retained token (the step's own) is always attended: recent counts at least 1
+    const std::int64_t recent = std::max(o.recent, 1);
+    const std::int64_t head = std::min<std::int64_t>(o.sink, len), tail = std::min<std::int64_t>(recent, len - head);
     // rank-eligible tokens: retained ranks [head, len - tail)
     struct sent {
       double score;
@@ -176,7 +181,12 @@ struct sentence_model {
         if (r[k] >= lo && r[k] < hi) members.push_back(std::int32_t(k));
       if (members.empty()) continue;
       double score = 0;
-      for (int g = 0; g < G; ++g)
+      if (o.score) {
+        std::vector<const float*> keys;
+        for (auto k : members) keys.push_back(h.key(seq, r[k], kh));
+        for (int g = 0; g < G; ++g) score += o.score(keys, &qbar[std::size_t(g) * dim], dim);
+      }
+      for (int g = 0; g < G && !o.score; ++g)
         for (int d = 0; d < dim; ++d) {
           double mean = 0, mn = INFINITY, mx = -INFINITY;
           for (auto k : members) {
@@ -198,7 +208,7 @@ struct sentence_model {
     std::set<std::int32_t> ranks;
     for (std::int64_t k = 0; k < head; ++k) ranks.insert(std::int32_t(k));
     for (std::int64_t k = len - tail; k < len; ++k) ranks.insert(std::int32_t(k));
-    std::int64_t left = o.budget - o.sink - o.recent;
+    std::int64_t left = o.budget - o.sink - recent;
     for (const auto& s : sents) {
       if (left <= 0) break;
       for (std::size_t i = 0; i < s.eligible.size() && left > 0; ++i, --left) ranks.insert(s.eligible[i]);

@@ -1,24 +1,23 @@
 //! @file concepts.hpp
-//! One concept per policy slot, each a flat list of required expressions.
-//!
-//! A policy is a small struct; the cache makes one instance per layer (constructed from the policy's `options`,
-//! the layer index and the layer count) and calls it with that layer's `detail::layer_state`.
+//! One concept per policy slot, each a flat list of required expressions, and the named refinements the cache
+//! looks for. The types in the expressions are those of policy.hpp; `T`/`Src` stand for any storage type and are
+//! checked with `float`.
 #pragma once
 
-#include <skv/detail/layer_state.hpp>
+#include <skv/policy.hpp>
 
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <string_view>
 
 SKV_NAMESPACE_BEGIN
 
 namespace detail {
-//! Stand-ins used to check the concepts: a float layer on either tier, and a key-row accessor.
+//! A key-row accessor as summarizers receive it: `key(i)` points to the i-th retained key of a segment.
 struct probe_key_rows {
   SKV_HOST_DEVICE const float* operator()(int) const { return nullptr; }
 };
+//! A summarizer to check selectors with.
 struct probe_summarizer {
   static constexpr int vectors = 1;
   template <class T, class KeyRow>
@@ -28,21 +27,27 @@ struct probe_summarizer {
     return 0.f;
   }
 };
-template <tier Tier>
-using probe_layer = layer_state<float, Tier, probe_summarizer>;
+using probe_select_context = select_context<float, probe_summarizer>;
 } // namespace detail
 
 //! segmenter: how tokens are grouped. Requires
 //! - `typename S::options`, `S(const options&)`;
 //! - `s.closes(id, length) -> bool`: the open segment now ends with token `id` and holds `length` tokens; true
-//!   closes it (the next token opens a new one). Prefill scans the prompt with it; the prompt tail always closes.
+//!   closes it (the next token opens a new one). Prefill scans the prompt with it; the prompt tail always closes;
 //! - `s.validate()`: throws `skv::invalid_argument` for bad options.
 template <class S>
-concept segmenter = requires(S& s, const S& cs, std::int32_t id, std::int64_t length) {
+concept segmenter = requires(const S& s, std::int32_t id, std::int64_t length) {
   typename S::options;
   requires std::constructible_from<S, const typename S::options&>;
-  { cs.closes(id, length) } -> std::same_as<bool>;
-  { cs.validate() } -> std::same_as<void>;
+  { s.closes(id, length) } -> std::same_as<bool>;
+  { s.validate() } -> std::same_as<void>;
+};
+
+//! A segmenter that bounds its segment count: `s.max_segments(max_tokens) -> int64` closed segments at most in a
+//! sequence of `max_tokens` tokens (what `kv_cache::reserve` sizes the segment table with; default: `max_tokens`).
+template <class S>
+concept bounded_segmenter = segmenter<S> && requires(const S& s, std::int64_t n) {
+  { s.max_segments(n) } -> std::convertible_to<std::int64_t>;
 };
 
 //! summarizer: the compact representation of a segment. Requires
@@ -58,47 +63,83 @@ concept summarizer = requires(const float* q, const float* summary, float* out, 
   { S::template score<float>(q, 1, 1, summary) } -> std::same_as<float>;
 };
 
-//! selector: which tokens are retained and which are attended. Requires, for a layer `l`:
-//! - `typename S::options`, `S(const options&, int layer, int num_layers)`;
-//! - `s.validate(shape)`: throws `skv::invalid_argument` for options that cannot work with `shape`;
-//! - `s.retain_prefill(l, input, keep)`: fills `keep` with the prompt positions to retain per pair (sorted);
-//! - `s.retain_append(l, keep) -> bool`: after a decoded token joined the store; true when `keep` lists the store
-//!   indices to keep (the rest is evicted), false when nothing is evicted;
-//! - `s.select(l)`: writes `l.sel` for the current decode query (`l.q`, `l.q_partial`);
-//! - `s.bytes() -> std::size_t`: fast-tier bytes of the selector's own state;
-//! - `S::window`: prompt queries needed at prefill (0 = none), `S::needs_summaries`: whether `select` reads
-//!   segment summaries.
+//! A summarizer whose score is linear in the query (`S::linear_in_query == true`): score(q_1..q_G) =
+//! score(q_1 + ... + q_G), so a selector may pre-sum the group's queries and score once per segment.
 template <class S>
-concept selector = requires(S& s, const S& cs, detail::probe_layer<tier::fast>& l, detail::index_lists& keep,
-                            const detail::prefill_input<float>& in, const model_shape& shape) {
-  typename S::options;
-  requires std::constructible_from<S, const typename S::options&, int, int>;
-  { cs.validate(shape) } -> std::same_as<void>;
-  { s.retain_prefill(l, in, keep) } -> std::same_as<void>;
-  { s.retain_append(l, keep) } -> std::same_as<bool>;
-  { s.select(l) } -> std::same_as<void>;
-  { cs.bytes() } -> std::convertible_to<std::size_t>;
-  { cs.window() } -> std::convertible_to<int>;
-  { S::needs_summaries } -> std::convertible_to<bool>;
+concept query_linear_summarizer = summarizer<S> && requires {
+  requires S::linear_in_query;
 };
 
-//! offloader: where retained K/V live and how the selected tokens reach the fast tier. Requires
+//! selector: which tokens are retained and which are attended. Requires
+//! - `typename S::options`, `S(const options&, const policy_init&)`, `S::needs_summaries` (whether `select` reads
+//!   segment summaries);
+//! - `s.validate()`: throws `skv::invalid_argument` for options that cannot work with the shape;
+//! - `s.window() -> int`: prompt queries read at prefill (the last ones of each sequence; 0 = none);
+//! - `s.retain_prefill(prefill_context<Src>, retention_list&)`: the prompt positions to keep per pair;
+//! - `s.retain_append(append_context<T>, retention_list&) -> bool`: after a decoded token joined the store; true
+//!   when the list names the store indices to keep (the rest is evicted), false when nothing is evicted;
+//! - `s.select(select_context<T, Sum>, selection&)`: what each pair attends this step; fills `bound` on the host;
+//! - `s.max_retained(reservation) -> int64`: retained tokens per pair at most, counting a just-appended token;
+//! - `s.max_selected() -> int64`: tokens one pair's index list can hold (0: the selector always selects all);
+//! - `s.bytes() -> std::size_t`: fast-tier bytes of the selector's own state.
+template <class S>
+concept selector = requires(S& s, const S& cs, const prefill_context<float>& pc, const append_context<float>& ac,
+                            const detail::probe_select_context& sc, retention_list& keep, selection& sel,
+                            const reservation& n) {
+  typename S::options;
+  requires std::constructible_from<S, const typename S::options&, const policy_init&>;
+  { S::needs_summaries } -> std::convertible_to<bool>;
+  { cs.validate() } -> std::same_as<void>;
+  { cs.window() } -> std::convertible_to<int>;
+  { s.retain_prefill(pc, keep) } -> std::same_as<void>;
+  { s.retain_append(ac, keep) } -> std::same_as<bool>;
+  { s.select(sc, sel) } -> std::same_as<void>;
+  { cs.max_retained(n) } -> std::convertible_to<std::int64_t>;
+  { cs.max_selected() } -> std::convertible_to<std::int64_t>;
+  { cs.bytes() } -> std::convertible_to<std::size_t>;
+};
+
+//! A selector that learns from attention (H2O): `s.observe(select_context<T, Sum>, const selection&,
+//! attention_weights_view)`, called by `kv_cache::step` after attention, once per step.
+template <class S>
+concept observing_selector = selector<S> &&
+    requires(S& s, const detail::probe_select_context& sc, const selection& sel, const attention_weights_view& w) {
+  { s.observe(sc, sel, w) } -> std::same_as<void>;
+};
+
+//! A selector that may reuse the previous layer's retention (ChunkKV): `s.retain_prefill(ctx, keep, previous)`
+//! with `previous` the selector of layer - 1 when that layer was the last one prefilled (state may be moved out).
+template <class S>
+concept layer_reusing_selector = selector<S> &&
+    requires(S& s, S& previous, const prefill_context<float>& pc, retention_list& keep) {
+  { s.retain_prefill(pc, keep, previous) } -> std::same_as<void>;
+};
+
+//! offloader: where retained K/V live and how the selected tokens reach attention. Requires
 //! - `O::store_tier`: the tier of the retained tokens;
-//! - `typename O::options`, `O(const options&)`;
-//! - `o.fetch(l)`: makes `l.fetched` point at the selected tokens' K/V, copying what must cross tiers (and
-//!   adding it to `l.moved_to_fast`);
-//! - `o.reset()`: forget anything cached from the store (after prefill or eviction);
+//! - `typename O::options`, `O(const options&, const policy_init&)`;
+//! - `o.fetch(store_view<T>, const selection&, layer_info) -> fetched_view<T>`: makes the selected tokens
+//!   reachable from the fast tier, copying what must cross tiers;
+//! - `o.invalidate(layer_info)`: store indices changed meaning (prefill, eviction): forget what was fetched;
+//! - `o.take_moved_bytes(layer_info) -> std::size_t`: bytes moved slow -> fast since the last call (may wait);
 //! - `o.bytes() -> std::size_t`: fast-tier bytes the offloader holds (e.g. its fetch buffer).
 template <class O>
 concept offloader = requires {
   { O::store_tier } -> std::convertible_to<tier>;
 }
-&&requires(O& o, const O& co, detail::probe_layer<O::store_tier>& l) {
+&&requires(O& o, const O& co, const store_view<float>& st, const selection& sel, const layer_info& li) {
   typename O::options;
-  requires std::constructible_from<O, const typename O::options&>;
-  { o.fetch(l) } -> std::same_as<void>;
-  { o.reset() } -> std::same_as<void>;
+  requires std::constructible_from<O, const typename O::options&, const policy_init&>;
+  { o.fetch(st, sel, li) } -> std::same_as<fetched_view<float>>;
+  { o.invalidate(li) } -> std::same_as<void>;
+  { o.take_moved_bytes(li) } -> std::convertible_to<std::size_t>;
   { co.bytes() } -> std::convertible_to<std::size_t>;
+};
+
+//! A policy (selector, offloader, or a selector's part) that sizes its buffers up front: `p.reserve(reservation)`.
+template <class P>
+concept reserving_policy = requires(P& p, const reservation& r) {
+  { p.reserve(r) } -> std::same_as<void>;
 };
 
 SKV_NAMESPACE_END

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace skv {
 
@@ -32,11 +33,20 @@ template <class V>
   throw skv::invalid_argument(os.str());
 }
 
-//! `require(cond, where, arg, value, allowed)`: throws `skv::invalid_argument` when `cond` is false.
-template <class V>
-inline void require(bool cond, const char* where, const char* argument, const V& value, const std::string& allowed) {
-  if (!cond) throw_invalid(where, argument, value, allowed);
+//! `require(cond, where, arg, value, allowed)`: throws `skv::invalid_argument` when `cond` is false. `allowed` is
+//! a string, or a callable returning one, called only on failure (the decode path builds no strings).
+template <class V, class Allowed>
+inline void require(bool cond, const char* where, const char* argument, const V& value, Allowed&& allowed) {
+  if (cond) [[likely]]
+    return;
+  if constexpr (std::is_invocable_v<Allowed>)
+    throw_invalid(where, argument, value, std::string(allowed()));
+  else
+    throw_invalid(where, argument, value, std::string(allowed));
 }
+
+//! "[0, n)" — the allowed range of an index.
+inline std::string index_range(long long n) { return "[0, " + std::to_string(n) + ")"; }
 } // namespace detail
 
 } // namespace skv

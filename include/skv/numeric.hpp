@@ -8,6 +8,7 @@
 
 #include <skv/config.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -101,6 +102,29 @@ constexpr const char* type_name() {
     return "half";
   else
     return "bfloat16";
+}
+
+//! exp(x) in float from plain arithmetic, so that loops over it vectorize (std::exp is a library call that blocks
+//! vectorization without -ffast-math) and the GPU runs the same code. x = n ln2 + r with |r| <= ln2 / 2 (ln2 split
+//! in two constants so n ln2 is exact), e^r by its degree-7 Taylor polynomial (truncation < 2e-8 relative), 2^n
+//! applied as two normal powers of two. About 2 ulp; 0 below -87.3 (where expf is subnormal), +inf above 88.72.
+SKV_HOST_DEVICE SKV_FORCEINLINE float polynomial_exp(float x) {
+  const float xc = !(x >= -87.3f) ? -87.3f : (x > 88.72f ? 88.72f : x);  // NaN -> finite here, restored below
+  const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f; // round to nearest (1.5 * 2^23 trick)
+  float r = xc - n * 0.693145751953125f;                                 // ln2, high part (exact product)
+  r = r - n * 1.42860682030941723e-6f;                                   // ln2, low part
+  float p = 1.f / 5040.f;
+  p = p * r + 1.f / 720.f;
+  p = p * r + 1.f / 120.f;
+  p = p * r + 1.f / 24.f;
+  p = p * r + 1.f / 6.f;
+  p = p * r + 0.5f;
+  p = p * r + 1.f;
+  p = p * r + 1.f;
+  const std::int32_t ni = std::int32_t(n), n1 = ni >> 1, n2 = ni - n1; // n in [-126, 128]: both halves normal
+  const float e =
+      p * detail::bits_to_float(std::uint32_t(n1 + 127) << 23) * detail::bits_to_float(std::uint32_t(n2 + 127) << 23);
+  return x < -87.3f ? 0.f : (x > 88.72f ? INFINITY : (x == x ? e : x));
 }
 
 SKV_NAMESPACE_END

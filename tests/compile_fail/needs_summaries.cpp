@@ -9,8 +9,9 @@ using summarizer = skv::mean_key_summarizer;
 using summarizer = skv::no_summarizer;
 #endif
 
-using impossible = skv::kv_cache<skv::sentence_segmenter, summarizer,
-                                 skv::semantic_topk_selector<skv::sentence_kv_defaults>, skv::host_offloader, float>;
+using impossible =
+    skv::kv_cache<skv::sentence_segmenter, summarizer, skv::composed_selector<skv::keep_all, skv::segment_topk<>>,
+                  skv::host_offloader, float>;
 
 int main() {
   impossible cache({1, 8, 2, 64});

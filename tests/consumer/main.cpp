@@ -12,30 +12,17 @@ int main() {
     K[t * 64] = float(t);
     V[t * 64] = float(10 * t);
   }
-  skv::full_kv<float> cache({1, 1, 1, 64});
+  const skv::model_shape shape{1, 1, 1, 64};
+  skv::full_kv<float> cache(shape);
   const std::vector<std::int32_t> indptr = {0, n}, ids = {1, 2, 3};
-  skv::prefill_args<float> a;
-  a.indptr = indptr;
-  a.token_ids = ids;
-  a.num_rows = n;
-  a.k = skv::nhd<const float>(K.data(), 1, 64);
-  a.v = skv::nhd<const float>(V.data(), 1, 64);
-  a.num_q_heads = a.num_kv_heads = 1;
-  a.head_dim = 64;
-  cache.prefill(0, a);
+  cache.prefill(0, skv::make_prefill_args<float>(shape, indptr, ids, K.data(), V.data()));
   std::vector<float> kq(64, 0.f), vq(64, 0.f), qq(64, 0.f), out(64);
   kq[0] = 3;
   vq[0] = 30;
   qq[0] = 8; // logits (scaled by 1/8): 0, 1, 2, 3
   const std::vector<std::int32_t> id = {4};
-  skv::decode_args<float> d;
-  d.token_ids = id;
-  d.k = skv::nhd<const float>(kq.data(), 1, 64);
-  d.v = skv::nhd<const float>(vq.data(), 1, 64);
-  d.q = skv::nhd<const float>(qq.data(), 1, 64);
-  d.num_q_heads = d.num_kv_heads = 1;
-  d.head_dim = 64;
-  cache.step(0, d, skv::nhd(out.data(), 1, 64));
+  cache.step(0, skv::make_decode_args<float>(shape, id, kq.data(), vq.data(), qq.data()),
+             skv::nhd(out.data(), 1, 1, 64));
   double num = 0, den = 0;
   for (int t = 0; t < 4; ++t) {
     num += std::exp(double(t)) * 10 * t;

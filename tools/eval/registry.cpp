@@ -1,6 +1,6 @@
 #include "registry.hpp"
 
-#include <skv/presets.hpp>
+#include <skv/preset_list.hpp>
 
 #include <stdexcept>
 
@@ -33,19 +33,22 @@ std::unique_ptr<cache_handle> build(const skv::model_shape& shape, const cache_c
     return std::make_unique<cache_model<Cache>>(shape, o);
 }
 
-//! The entry for preset alias template `Preset` (e.g. skv::sentence_kv) called `name`.
-template <template <skv::storage_type> class Preset>
-preset_info entry(const char* name) {
-    using options = typename Preset<float>::options;
+//! The entry of preset `name`, whose float instantiation is `Cache` (its bfloat16 one is looked up by name).
+template <class Cache>
+preset_info entry(std::string_view name) {
+    using options = typename Cache::options;
     preset_info p;
-    p.name = name;
-    if constexpr (requires(options o) { o.selector.budget; }) {
+    p.name = std::string(name);
+    if constexpr (requires(options o) { o.selector.budget; } && Cache::selector_type::uses_budget) {
         p.has_budget = true;
         p.default_budget = options{}.selector.budget;
     }
     p.needs_boundaries = requires(options o) { o.segmenter.boundaries; };
-    p.make = [](const skv::model_shape& shape, const cache_config& c) {
-        return c.dtype == kv_dtype::f32 ? build<Preset<float>>(shape, c) : build<Preset<skv::bfloat16>>(shape, c);
+    p.make = [name = p.name](const skv::model_shape& shape, const cache_config& c) {
+        if (c.dtype == kv_dtype::f32) return build<Cache>(shape, c);
+        std::unique_ptr<cache_handle> h;
+        skv::with_preset<skv::bfloat16>(name, [&](auto bf16) { h = build<typename decltype(bf16)::type>(shape, c); });
+        return h;
     };
     return p;
 }
@@ -55,19 +58,13 @@ preset_info entry(const char* name) {
 std::string_view to_string(kv_dtype t) { return t == kv_dtype::f32 ? "float" : "bf16"; }
 
 const std::vector<preset_info>& presets() {
-    // One line per preset of <skv/presets.hpp>.
-    static const std::vector<preset_info> all = {
-        entry<skv::full_kv>("full_kv"),
-        entry<skv::streaming_llm>("streaming_llm"),
-        entry<skv::sentence_kv>("sentence_kv"),
-        entry<skv::sentence_kv_lossless>("sentence_kv_lossless"),
-        entry<skv::sentence_kv_paper>("sentence_kv_paper"),
-        entry<skv::snap_kv>("snap_kv"),
-        entry<skv::pyramid_kv>("pyramid_kv"),
-        entry<skv::h2o>("h2o"),
-        entry<skv::chunk_kv>("chunk_kv"),
-        entry<skv::quest>("quest"),
-    };
+    // Every preset of <skv/preset_list.hpp>, in its order.
+    static const std::vector<preset_info> all = [] {
+        std::vector<preset_info> v;
+        skv::for_each_preset<float>(
+            [&](std::string_view name, auto preset) { v.push_back(entry<typename decltype(preset)::type>(name)); });
+        return v;
+    }();
     return all;
 }
 

@@ -78,17 +78,8 @@ void skv_attention_backend::store_prompt(int layer, std::span<const std::int32_t
                                          const float* v, int n) {
     const int nq = hp_.n_head, nkv = hp_.n_head_kv, hd = hp_.head_dim;
     const std::int32_t indptr[2] = {0, n};
-    skv::prefill_args<float> a;
-    a.indptr = indptr;
-    a.token_ids = ids.first(static_cast<std::size_t>(n));
-    a.num_rows = n;
-    a.k = skv::nhd<const float>(k, nkv, hd);
-    a.v = skv::nhd<const float>(v, nkv, hd);
-    a.q = skv::nhd<const float>(q, nq, hd);
-    a.num_q_heads = nq;
-    a.num_kv_heads = nkv;
-    a.head_dim = hd;
-    cache_->prefill(layer, a);
+    const skv::model_shape shape{hp_.n_layer, nq, nkv, hd};
+    cache_->prefill(layer, skv::make_prefill_args<float>(shape, indptr, ids.first(static_cast<std::size_t>(n)), k, v, q));
     if (opts_.track_recall) {
         auto& kc = keys_[static_cast<std::size_t>(layer)];
         kc.assign(k, k + static_cast<std::size_t>(n) * nkv * hd);
@@ -131,15 +122,9 @@ void skv_attention_backend::prefill_from(const prefill_record& r) {
 void skv_attention_backend::decode(int layer, std::int32_t id, const float* q, const float* k, const float* v,
                                    float* out) {
     const int nq = hp_.n_head, nkv = hp_.n_head_kv, hd = hp_.head_dim;
-    skv::decode_args<float> a;
-    a.token_ids = std::span<const std::int32_t>(&id, 1);
-    a.k = skv::nhd<const float>(k, nkv, hd);
-    a.v = skv::nhd<const float>(v, nkv, hd);
-    a.q = skv::nhd<const float>(q, nq, hd);
-    a.num_q_heads = nq;
-    a.num_kv_heads = nkv;
-    a.head_dim = hd;
-    cache_->step(layer, a, skv::nhd<float>(out, nq, hd));
+    const skv::model_shape shape{hp_.n_layer, nq, nkv, hd};
+    cache_->step(layer, skv::make_decode_args<float>(shape, std::span<const std::int32_t>(&id, 1), k, v, q),
+                 skv::nhd<float>(out, 1, nq, hd));
     if (!opts_.track_recall) return;
 
     auto& kc = keys_[static_cast<std::size_t>(layer)];

@@ -1,52 +1,72 @@
 //! @file backend/tier.hpp
-//! The two memory tiers and the one way library code launches per-element work.
+//! Vectors on the two memory tiers, allocated from a tier's memory resource.
 //!
 //! fast tier = Thrust's device system (GPU memory on CUDA, a separate heap allocation on the CPU backends);
-//! slow tier = host memory (pinned, hence device-addressable over UVA, on CUDA). On every backend the tiers are
+//! slow tier = host memory (pinned on CUDA, hence device-addressable over UVA). On every backend the tiers are
 //! distinct allocations and moving data between them is a real copy, so the ledger means the same thing everywhere.
 #pragma once
 
-#include <skv/config.hpp>
+#include <skv/backend/memory_resource.hpp>
 
-#include <thrust/copy.h>
+#include <thrust/device_ptr.h>
 #include <thrust/device_vector.h>
-#include <thrust/execution_policy.h>
-#include <thrust/fill.h>
-#include <thrust/for_each.h>
 #include <thrust/host_vector.h>
-#include <thrust/iterator/counting_iterator.h>
-
-#if defined(SKV_BACKEND_CUDA)
-#  include <thrust/mr/allocator.h>
-#  include <thrust/system/cuda/memory_resource.h>
-#endif
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 SKV_NAMESPACE_BEGIN
 
-//! Where bytes live.
-enum class tier { fast, slow };
+//! A Thrust allocator that draws from a `memory_resource` of tier `Tier` (the tier's default one when constructed
+//! without a resource). Fast-tier pointers are `thrust::device_ptr`, so Thrust dispatches to the device system.
+template <class T, tier Tier>
+class tier_allocator {
+public:
+  using value_type = T;
+  using pointer = std::conditional_t<Tier == tier::fast, thrust::device_ptr<T>, T*>;
+  using const_pointer = std::conditional_t<Tier == tier::fast, thrust::device_ptr<const T>, const T*>;
+  using reference = std::conditional_t<Tier == tier::fast, thrust::device_reference<T>, T&>;
+  using const_reference = std::conditional_t<Tier == tier::fast, thrust::device_reference<const T>, const T&>;
+  using size_type = std::size_t;
+  using difference_type = std::ptrdiff_t;
+  using propagate_on_container_copy_assignment = std::true_type;
+  using propagate_on_container_move_assignment = std::true_type;
+  using propagate_on_container_swap = std::true_type;
+  template <class U>
+  struct rebind {
+    using other = tier_allocator<U, Tier>;
+  };
 
-//! A vector on the fast tier.
-template <class T>
-using fast_vector = thrust::device_vector<T>;
+  tier_allocator() noexcept : mr_(default_resource(Tier)) {}
+  tier_allocator(memory_resource* mr) noexcept : mr_(mr != nullptr ? mr : default_resource(Tier)) {} // NOLINT
+  template <class U>
+  tier_allocator(const tier_allocator<U, Tier>& other) noexcept : mr_(other.resource()) {} // NOLINT
 
-#if defined(SKV_BACKEND_CUDA)
-//! A vector on the slow tier: pinned host memory, readable by kernels over UVA (zero-copy).
-template <class T>
-using slow_vector = thrust::host_vector<
-    T, thrust::mr::stateless_resource_allocator<T, thrust::system::cuda::universal_host_pinned_memory_resource>>;
-#else
-//! A vector on the slow tier: ordinary host memory.
-template <class T>
-using slow_vector = thrust::host_vector<T>;
-#endif
+  pointer allocate(size_type n) {
+    return pointer(static_cast<T*>(mr_->allocate(n * sizeof(T), alignof(T) > 64 ? alignof(T) : 64)));
+  }
+  void deallocate(pointer p, size_type n) noexcept {
+    mr_->deallocate(thrust::raw_pointer_cast(p), n * sizeof(T), alignof(T) > 64 ? alignof(T) : 64);
+  }
+  memory_resource* resource() const noexcept { return mr_; }
+  friend bool operator==(const tier_allocator& a, const tier_allocator& b) noexcept { return a.mr_ == b.mr_; }
+  friend bool operator!=(const tier_allocator& a, const tier_allocator& b) noexcept { return a.mr_ != b.mr_; }
+
+private:
+  memory_resource* mr_;
+};
 
 //! The vector type of tier `Tier`.
 template <class T, tier Tier>
-using tier_vector = std::conditional_t<Tier == tier::fast, fast_vector<T>, slow_vector<T>>;
+using tier_vector = std::conditional_t<Tier == tier::fast, thrust::device_vector<T, tier_allocator<T, tier::fast>>,
+                                       thrust::host_vector<T, tier_allocator<T, tier::slow>>>;
+//! A vector on the fast tier.
+template <class T>
+using fast_vector = tier_vector<T, tier::fast>;
+//! A vector on the slow tier.
+template <class T>
+using slow_vector = tier_vector<T, tier::slow>;
 
 //! Raw pointer to a tier vector's storage, usable inside `SKV_HOST_DEVICE` functors on either tier.
 template <class Vector>
@@ -64,28 +84,33 @@ std::size_t allocated_bytes(const Vector& v) {
   return v.capacity() * sizeof(typename Vector::value_type);
 }
 
-//! `v.resize(n)`, except that an empty vector is replaced by a fresh one of size `n`: Thrust's resize of an empty
-//! vector copies its (empty) old range through a null iterator, which UBSan rightly reports.
+//! Makes `v` an empty vector drawing from `mr` (its memory, if any, is released).
+template <class Vector>
+void bind(Vector& v, memory_resource* mr) {
+  v = Vector(typename Vector::allocator_type(mr));
+}
+
+//! `v.resize(n)` that keeps `v`'s resource, except that an empty vector is replaced by a fresh one of size `n`:
+//! Thrust's resize of an empty vector copies its (empty) old range through a null iterator, which UBSan reports.
 template <class Vector>
 void resize(Vector& v, std::size_t n) {
-  if (v.empty()) Vector(n).swap(v);
-  else v.resize(n);
+  if (v.size() == n) return;
+  if (v.empty())
+    Vector(n, typename Vector::value_type(), v.get_allocator()).swap(v);
+  else
+    v.resize(n);
 }
 
-//! Release a vector's memory for real (shrink to zero capacity).
+//! Grows `v` to at least `n` elements (never shrinks): what buffers sized by an upper bound use.
+template <class Vector>
+void ensure_size(Vector& v, std::size_t n) {
+  if (v.size() < n) resize(v, n);
+}
+
+//! Releases a vector's memory for real (shrink to zero capacity), keeping its resource.
 template <class Vector>
 void release(Vector& v) {
-  Vector().swap(v);
+  Vector(v.get_allocator()).swap(v);
 }
-
-namespace detail {
-//! Runs `f(i)` for i in [0, n) on the device system: the single launch point for per-element functors,
-//! so the CPU backends execute exactly the code the GPU runs.
-template <class F>
-void parallel_for(std::int64_t n, F f) {
-  if (n <= 0) return;
-  thrust::for_each_n(thrust::device, thrust::counting_iterator<std::int64_t>(0), n, f);
-}
-} // namespace detail
 
 SKV_NAMESPACE_END

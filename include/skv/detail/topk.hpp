@@ -119,5 +119,27 @@ SKV_HOST_DEVICE inline void sort_ascending(std::int32_t* a, int n) {
   }
 }
 
+//! The rank-then-take rule itself: units in rank order until their weights reach `budget`, the last one cut to its
+//! first tokens; `emit(unit, take)` is then called for the taken units in increasing unit order. Returns the tokens
+//! taken. Scratch `heap_score` / `heap_id` hold `budget + 1` entries.
+template <class Score, class Weight, class Emit>
+SKV_HOST_DEVICE std::int64_t take_top_units(std::int32_t n, Score score, Weight weight, std::int64_t budget,
+                                            float* heap_score, std::int32_t* heap_id, Emit emit) {
+  const int h = budget_topk(n, score, weight, budget, heap_score, heap_id);
+  std::int64_t taken = 0;
+  for (int i = 0; i + 1 < h; ++i) taken += weight(heap_id[i]);
+  const std::int32_t cut_id = h > 0 ? heap_id[h - 1] : -1;
+  const std::int64_t cut_take = budget - taken;
+  sort_ascending(heap_id, h);
+  std::int64_t total = 0;
+  for (int j = 0; j < h; ++j) {
+    std::int64_t take = weight(heap_id[j]);
+    if (heap_id[j] == cut_id && cut_take < take) take = cut_take;
+    emit(heap_id[j], take);
+    total += take;
+  }
+  return total;
+}
+
 } // namespace detail
 SKV_NAMESPACE_END

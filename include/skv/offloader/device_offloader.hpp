@@ -1,36 +1,25 @@
 //! @file offloader/device_offloader.hpp
-//! Every retained token stays on the fast tier; what the selector does not retain is evicted (its memory freed).
+//! Every retained token stays on the fast tier; what the selector does not retain is evicted (its memory reused).
 //! Attention reads the selected rows in place: nothing is copied.
 #pragma once
 
-#include <skv/detail/layer_state.hpp>
-
-#include <vector>
+#include <skv/policy.hpp>
 
 SKV_NAMESPACE_BEGIN
 
+//! The store on the fast tier; the selected rows are read where they are.
 struct device_offloader {
   struct options {};
   static constexpr tier store_tier = tier::fast;
 
-  device_offloader() = default;
-  explicit device_offloader(const options&) {}
+  device_offloader(const options&, const policy_init&) {}
 
-  template <class L>
-  void fetch(L& l) {
-    using T = typename L::value_type;
-    const int P = l.pairs();
-    std::vector<const T*> kb(P), vb(P);
-    for (int p = 0; p < P; ++p) {
-      kb[p] = raw(l.store.k) + l.store.layout.offset[p] * l.dim();
-      vb[p] = raw(l.store.v) + l.store.layout.offset[p] * l.dim();
-    }
-    l.fetched.k_base.assign(kb.begin(), kb.end());
-    l.fetched.v_base.assign(vb.begin(), vb.end());
-    l.fetched.slots = raw(l.sel.index);
-    l.fetched.slot_stride = l.sel.capacity;
+  template <class T>
+  fetched_view<T> fetch(const store_view<T>& store, const selection& sel, const layer_info&) {
+    return {store.k_base, store.v_base, store.k_base, store.v_base, sel.index, sel.capacity};
   }
-  void reset() {}
+  void invalidate(const layer_info&) {}
+  std::size_t take_moved_bytes(const layer_info&) { return 0; }
   std::size_t bytes() const { return 0; }
 };
 

@@ -8,7 +8,7 @@
 
 SKV_NAMESPACE_BEGIN
 
-//! @tparam DefaultSize the default of `options.size` (ChunkKV: 10, Quest: 16)
+//! Closes a segment every `size` tokens. @tparam DefaultSize the default of `options.size` (ChunkKV: 10, Quest: 16)
 template <int DefaultSize = 16>
 struct fixed_segmenter {
   struct options {
@@ -17,6 +17,7 @@ struct fixed_segmenter {
   fixed_segmenter() = default;
   explicit fixed_segmenter(const options& o) : size_(o.size) {}
   bool closes(std::int32_t, std::int64_t length) const { return length >= size_; }
+  std::int64_t max_segments(std::int64_t max_tokens) const { return (max_tokens + size_ - 1) / size_; }
   void validate() const { detail::require(size_ >= 1, "skv::fixed_segmenter", "size", size_, ">= 1"); }
 
 private:

@@ -73,6 +73,7 @@ inline std::vector<std::int32_t> sentence_boundaries(std::span<const std::string
   return ids;
 }
 
+//! Closes a segment after a boundary token (with optional length limits).
 struct sentence_segmenter {
   struct options {
     std::vector<std::int32_t> boundaries; //!< token ids that end a sentence (required unless max_length > 0)
@@ -87,6 +88,10 @@ struct sentence_segmenter {
   bool closes(std::int32_t id, std::int64_t length) const {
     if (o_.max_length > 0 && length >= o_.max_length) return true;
     return is_boundary(id) && length >= o_.min_length;
+  }
+  //! Every token may end a sentence, unless `min_length` says otherwise.
+  std::int64_t max_segments(std::int64_t max_tokens) const {
+    return o_.min_length > 1 ? (max_tokens + o_.min_length - 1) / o_.min_length : max_tokens;
   }
   void validate() const {
     constexpr const char* where = "skv::sentence_segmenter";

@@ -8,6 +8,7 @@
 
 SKV_NAMESPACE_BEGIN
 
+//! Closes a segment after every token.
 struct token_segmenter {
   struct options {};
   token_segmenter() = default;

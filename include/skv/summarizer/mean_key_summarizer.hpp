@@ -7,6 +7,7 @@
 
 SKV_NAMESPACE_BEGIN
 
+//! One vector: the mean of the segment's retained keys; score = q . mean summed over the group.
 struct mean_key_summarizer {
   static constexpr int vectors = 1;
   //! score(q_1..q_G) = score(q_1 + ... + q_G): callers may pre-sum the group's queries and pass group = 1.

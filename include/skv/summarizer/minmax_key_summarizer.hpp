@@ -8,6 +8,7 @@
 
 SKV_NAMESPACE_BEGIN
 
+//! Two vectors, the element-wise minimum and maximum key; score = sum_d max(q_d min_d, q_d max_d) over the group.
 struct minmax_key_summarizer {
   static constexpr int vectors = 2; //!< [min; max]
 

@@ -6,6 +6,7 @@
 
 SKV_NAMESPACE_BEGIN
 
+//! Makes no summary (`vectors == 0`): the cache then keeps no segment table.
 struct no_summarizer {
   static constexpr int vectors = 0;
   template <class T, class KeyRow>

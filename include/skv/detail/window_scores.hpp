@@ -1,20 +1,23 @@
-//! @file attention/window_scores.hpp
+//! @file detail/window_scores.hpp
 //! Observation-window attention scores (SnapKV, arXiv 2404.14469 §4): how much attention each prompt token receives
 //! from the last `w` prompt queries, summed over the window queries and over the query heads of a KV group.
 //!
 //! score[p][j] = sum over window query i (at position t_i = n - w + i) and group head g, j <= t_i, of
-//! softmax_j(q_{i,g} . k_j / sqrt(d)). Two passes over the keys (softmax statistics, then the normalised sums),
-//! split into (pair, key chunk) work items; keys are read as blocks converted to float once per block.
+//! softmax_j(scale * q_{i,g} . k_j), with the cache's softmax scale. Two passes over the keys (softmax statistics, then
+//! the normalised sums), split into (pair, key chunk) work items; keys are read as blocks converted to float once per
+//! block.
 #pragma once
 
-#include <skv/attention/decode_attention.hpp>
+#include <skv/backend/stream.hpp>
 #include <skv/backend/tier.hpp>
-#include <skv/detail/dispatch.hpp>
+#include <skv/detail/attention_kernels.hpp>
+#include <skv/detail/ragged.hpp>
 #include <skv/numeric.hpp>
 #include <skv/tensor.hpp>
 
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 SKV_NAMESPACE_BEGIN
@@ -108,14 +111,14 @@ struct window_pass {
             float m = ml[2 * r];
             for (int j = 0; j < visible; ++j) m = s[j] > m ? s[j] : m;
             float e[BLK];
-            for (int j = 0; j < BLK; ++j) e[j] = exp_polynomial(s[j] - m);
-            float l = ml[2 * r + 1] * exp_polynomial(ml[2 * r] - m);
+            for (int j = 0; j < BLK; ++j) e[j] = polynomial_exp(s[j] - m);
+            float l = ml[2 * r + 1] * polynomial_exp(ml[2 * r] - m);
             for (int j = 0; j < visible; ++j) l += e[j];
             ml[2 * r] = m;
             ml[2 * r + 1] = l;
           } else {
             const float m = row_ml[(p * rows + r) * 2], inv_l = 1.f / row_ml[(p * rows + r) * 2 + 1];
-            for (int j = 0; j < BLK; ++j) acc[j] += exp_polynomial(s[j] - m) * inv_l;
+            for (int j = 0; j < BLK; ++j) acc[j] += polynomial_exp(s[j] - m) * inv_l;
           }
         }
       }
@@ -151,12 +154,13 @@ struct window_merge {
   }
 };
 
-//! Computes observation-window scores for every (sequence, KV head) pair of a prefill batch.
-//! `score` is resized to sum over pairs of the sequence length and laid out by `score_off` (host, [pairs + 1]).
+//! Computes observation-window scores for every (sequence, KV head) pair of a prefill batch, with softmax scale
+//! `scale`. `score` is resized to sum over pairs of the sequence length and laid out by `score_off` (host,
+//! [pairs + 1]). Scratch comes from `mem`.
 template <class Src>
-void window_scores(tensor_view<const Src> q, tensor_view<const Src> k, const std::vector<std::int64_t>& seq_row,
-                   const std::vector<std::int32_t>& seq_len, int kv_heads, int group, int dim, int window,
-                   fast_vector<float>& score, std::vector<std::int64_t>& score_off) {
+void window_scores(tensor_view<const Src> q, tensor_view<const Src> k, std::span<const std::int64_t> seq_row,
+                   std::span<const std::int32_t> seq_len, int kv_heads, int group, int dim, int window, float scale,
+                   memory_resource* mem, stream_t s, fast_vector<float>& score, std::vector<std::int64_t>& score_off) {
   const std::int64_t batch = std::int64_t(seq_len.size()), pairs = batch * kv_heads;
   score_off.assign(pairs + 1, 0);
   int max_len = 0;
@@ -165,23 +169,27 @@ void window_scores(tensor_view<const Src> q, tensor_view<const Src> k, const std
     score_off[p + 1] = score_off[p] + n;
     max_len = n > max_len ? n : max_len;
   }
-  score.assign(static_cast<std::size_t>(score_off[pairs]), 0.f);
+  score = fast_vector<float>(static_cast<std::size_t>(score_off[pairs]), 0.f, mem);
   if (max_len == 0) return;
   const int chunk = 1024, chunks = (max_len + chunk - 1) / chunk, rows = window * group;
-  fast_vector<std::int64_t> d_row(seq_row.begin(), seq_row.end());
-  fast_vector<std::int32_t> d_len(seq_len.begin(), seq_len.end());
-  fast_vector<std::int64_t> d_off(score_off.begin(), score_off.end());
+  fast_vector<std::int64_t> d_row(mem), d_off(mem);
+  fast_vector<std::int32_t> d_len(mem);
+  upload(d_row, std::vector<std::int64_t>(seq_row.begin(), seq_row.end()), s);
+  upload(d_len, std::vector<std::int32_t>(seq_len.begin(), seq_len.end()), s);
+  upload(d_off, score_off, s);
+  synchronize(s);
   window_geometry geo{raw(d_row), raw(d_len), raw(d_off), kv_heads, group, window, chunk, chunks};
-  fast_vector<float> qw(static_cast<std::size_t>(pairs * rows * dim));
-  parallel_for(pairs * rows, load_window_queries<Src>{q, geo, raw(qw), dim, 1.f / std::sqrt(float(dim))});
-  fast_vector<float> part(static_cast<std::size_t>(pairs * chunks * rows * 2));
-  fast_vector<float> row_ml(static_cast<std::size_t>(pairs * rows * 2));
+  fast_vector<float> qw(static_cast<std::size_t>(pairs * rows * dim), 0.f, mem);
+  parallel_for(pairs * rows, load_window_queries<Src>{q, geo, raw(qw), dim, scale}, s);
+  fast_vector<float> part(static_cast<std::size_t>(pairs * chunks * rows * 2), 0.f, mem);
+  fast_vector<float> row_ml(static_cast<std::size_t>(pairs * rows * 2), 0.f, mem);
   dispatch_head_dim(dim, [&](auto d) {
     constexpr int D = decltype(d)::value;
-    parallel_for(pairs * chunks, window_pass<Src, D, false>{k, geo, raw(qw), raw(part), nullptr, nullptr});
-    parallel_for(pairs * rows, window_merge{geo, raw(part), raw(row_ml)});
-    parallel_for(pairs * chunks, window_pass<Src, D, true>{k, geo, raw(qw), nullptr, raw(row_ml), raw(score)});
+    parallel_for(pairs * chunks, window_pass<Src, D, false>{k, geo, raw(qw), raw(part), nullptr, nullptr}, s);
+    parallel_for(pairs * rows, window_merge{geo, raw(part), raw(row_ml)}, s);
+    parallel_for(pairs * chunks, window_pass<Src, D, true>{k, geo, raw(qw), nullptr, raw(row_ml), raw(score)}, s);
   });
+  synchronize(s); // scratch goes out of scope
 }
 
 //! 1-D max pool (stride 1, `kernel` odd, padding kernel / 2) of each pair's scores over positions [0, limit):

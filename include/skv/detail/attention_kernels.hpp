@@ -1,4 +1,4 @@
-//! @file attention/decode_attention.hpp
+//! @file detail/attention_kernels.hpp
 //! Exact decode attention over an index set: split-KV with an online softmax, float accumulation.
 //!
 //! Work item = (KV pair, group block of up to 8 query heads, chunk of the index list). Each item reads its keys
@@ -8,7 +8,6 @@
 #pragma once
 
 #include <skv/backend/tier.hpp>
-#include <skv/detail/dispatch.hpp>
 #include <skv/numeric.hpp>
 #include <skv/tensor.hpp>
 
@@ -22,28 +21,6 @@
 SKV_NAMESPACE_BEGIN
 namespace detail {
 
-//! exp(x) in float from plain arithmetic, so that loops over it vectorize (std::exp is a library call that blocks
-//! vectorization without -ffast-math) and the GPU runs the same code. x = n ln2 + r with |r| <= ln2 / 2 (ln2 split
-//! in two constants so n ln2 is exact), e^r by its degree-7 Taylor polynomial (truncation < 2e-8 relative), 2^n
-//! applied as two normal powers of two. About 2 ulp; 0 below -87.3 (where expf is subnormal), +inf above 88.72.
-SKV_HOST_DEVICE SKV_FORCEINLINE float exp_polynomial(float x) {
-  const float xc = !(x >= -87.3f) ? -87.3f : (x > 88.72f ? 88.72f : x);  // NaN -> finite here, restored below
-  const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f; // round to nearest (1.5 * 2^23 trick)
-  float r = xc - n * 0.693145751953125f;                                 // ln2, high part (exact product)
-  r = r - n * 1.42860682030941723e-6f;                                   // ln2, low part
-  float p = 1.f / 5040.f;
-  p = p * r + 1.f / 720.f;
-  p = p * r + 1.f / 120.f;
-  p = p * r + 1.f / 24.f;
-  p = p * r + 1.f / 6.f;
-  p = p * r + 0.5f;
-  p = p * r + 1.f;
-  p = p * r + 1.f;
-  const std::int32_t ni = std::int32_t(n), n1 = ni >> 1, n2 = ni - n1; // n in [-126, 128]: both halves normal
-  const float e = p * bits_to_float(std::uint32_t(n1 + 127) << 23) * bits_to_float(std::uint32_t(n2 + 127) << 23);
-  return x < -87.3f ? 0.f : (x > 88.72f ? INFINITY : (x == x ? e : x));
-}
-
 inline constexpr int attend_group_block = 8; //!< query heads per work item
 inline constexpr int attend_block = 32;      //!< tokens scored before their values are read
 
@@ -51,11 +28,13 @@ inline constexpr int attend_block = 32;      //!< tokens scored before their val
 template <class T>
 struct attend_params {
   const float* q;            //!< [batch, q_heads, dim] queries, pre-multiplied by the softmax scale
-  const T* const* k_base;    //!< [pairs] first key row of each pair's source region
-  const T* const* v_base;    //!< [pairs] first value row
-  const std::int32_t* slots; //!< [pairs, slot_stride] row of each selected token within the region
+  const T* const* k_all;     //!< [pairs] first key row of each pair's region, read when all[p]
+  const T* const* v_all;     //!< [pairs] first value row, read when all[p]
+  const T* const* k_sel;     //!< [pairs] base of the rows named by `slots` otherwise
+  const T* const* v_sel;     //!< [pairs]
+  const std::int32_t* slots; //!< [pairs, slot_stride] row of each selected token within k_sel[p]
   const std::int32_t* count; //!< [pairs] tokens to attend
-  const std::uint8_t* all;   //!< [pairs] 1: rows 0..count-1 (no slot list)
+  const std::uint8_t* all;   //!< [pairs] 1: rows 0..count-1 of k_all[p] (no slot list)
   std::int64_t slot_stride;
   int kv_heads, group, chunk, chunks, gblocks;
   float* part_ml;  //!< [items, 8, 2] running max and sum
@@ -92,7 +71,7 @@ SKV_FORCEINLINE __m512 sum16(const __m512* v) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(y[0], y[1], 0x88), _mm512_shuffle_f32x4(y[0], y[1], 0xdd));
 }
 
-//! exp_polynomial on 16 lanes (same reduction and polynomial; 2^n by scalef).
+//! polynomial_exp on 16 lanes (same reduction and polynomial; 2^n by scalef).
 SKV_FORCEINLINE __m512 exp16(__m512 x) {
   const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.72f));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
@@ -140,10 +119,10 @@ struct attend_partial {
     g.end = (g.begin + a.chunk) < n ? (g.begin + a.chunk) : n;
     const int b = int(g.p / a.kv_heads), h = int(g.p % a.kv_heads);
     g.q = a.q + (std::int64_t(b) * a.kv_heads * a.group + std::int64_t(h) * a.group + g0) * D;
-    g.kb = a.k_base[g.p];
-    g.vb = a.v_base[g.p];
-    g.slots = a.slots + g.p * a.slot_stride;
     g.all = a.all[g.p] != 0;
+    g.kb = g.all ? a.k_all[g.p] : a.k_sel[g.p];
+    g.vb = g.all ? a.v_all[g.p] : a.v_sel[g.p];
+    g.slots = a.slots + g.p * a.slot_stride;
     return g;
   }
 
@@ -158,15 +137,17 @@ struct attend_partial {
   }
 
   //! Plain loops, written so a compiler vectorizes them without -ffast-math: dot products and the softmax sum go
-  //! through 16 lane-wise partials (no floating-point reduction across a vectorized loop), exp is exp_polynomial.
+  //! through 16 lane-wise partials (no floating-point reduction across a vectorized loop), exp is polynomial_exp.
   SKV_HOST_DEVICE void run_portable(std::int64_t item) const {
     constexpr int GB = attend_group_block, BLK = attend_block, W = 16;
     const item_geometry it = geometry(item);
     const int ng = it.ng;
     float m[GB], l[GB], acc[GB][D];
+    bool bad[GB];
     for (int g = 0; g < GB; ++g) {
       m[g] = -INFINITY;
       l[g] = 0.f;
+      bad[g] = false;
       for (int d = 0; d < D; ++d) acc[g][d] = 0.f;
     }
     float s[GB][BLK];
@@ -191,12 +172,15 @@ struct attend_partial {
       }
       for (int g = 0; g < ng; ++g) {
         float mb = m[g];
-        for (int j = 0; j < nb; ++j) mb = s[g][j] > mb ? s[g][j] : mb;
-        const float rescale = exp_polynomial(m[g] - mb); // exp(-inf) = 0 on the first block
+        for (int j = 0; j < nb; ++j) {
+          mb = s[g][j] > mb ? s[g][j] : mb;
+          bad[g] = bad[g] || !(s[g][j] < INFINITY); // NaN or +inf: the softmax is undefined (NaN out)
+        }
+        const float rescale = polynomial_exp(m[g] - mb); // exp(-inf) = 0 on the first block
         l[g] *= rescale;
         for (int d = 0; d < D; ++d) acc[g][d] *= rescale;
         m[g] = mb;
-        for (int j = 0; j < nb; ++j) s[g][j] = exp_polynomial(s[g][j] - mb);
+        for (int j = 0; j < nb; ++j) s[g][j] = polynomial_exp(s[g][j] - mb);
         for (int j = 0; j < nb; ++j) l[g] += s[g][j];
       }
       for (int j = 0; j < nb; ++j) {
@@ -210,16 +194,19 @@ struct attend_partial {
         }
       }
     }
-    write(item, ng, m, l, acc);
+    write(item, ng, m, l, bad, acc);
   }
 
-  SKV_HOST_DEVICE void write(std::int64_t item, int ng, const float* m, const float* l, const float (*acc)[D]) const {
+  //! Writes the item's partials; a head that saw a NaN or +inf logit gets l = NaN, which the merge propagates to
+  //! its output (as PyTorch's and FlashInfer's softmax do).
+  SKV_HOST_DEVICE void write(std::int64_t item, int ng, const float* m, const float* l, const bool* bad,
+                             const float (*acc)[D]) const {
     constexpr int GB = attend_group_block;
     float* ml = a.part_ml + item * GB * 2;
     float* out = a.part_acc + item * GB * D;
     for (int g = 0; g < ng; ++g) {
       ml[2 * g] = m[g];
-      ml[2 * g + 1] = l[g];
+      ml[2 * g + 1] = bad[g] ? NAN : l[g];
       for (int d = 0; d < D; ++d) out[g * D + d] = acc[g][d];
     }
   }
@@ -234,12 +221,14 @@ struct attend_partial {
     const item_geometry it = geometry(item);
     const int ng = it.ng;
     alignas(64) float m[GB], l[GB], acc[GB][D];
+    bool bad[GB];
     alignas(64) __m512 dots[GB][16];
     alignas(64) __m512 vf[16][C];
     alignas(64) float pb[GB][16];
     for (int g = 0; g < GB; ++g) {
       m[g] = -INFINITY;
       l[g] = 0.f;
+      bad[g] = false;
       for (int d = 0; d < D; ++d) acc[g][d] = 0.f;
     }
     for (int t0 = it.begin; t0 < it.end; t0 += 16) {
@@ -271,9 +260,11 @@ struct attend_partial {
       // online softmax per head
       for (int g = 0; g < ng; ++g) {
         const __m512 sv = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), live, avx512::sum16(dots[g]));
+        // NaN or +inf logits (not < +inf): the softmax is undefined, the output NaN
+        bad[g] = bad[g] || _mm512_cmp_ps_mask(sv, _mm512_set1_ps(INFINITY), _CMP_NLT_UQ) != 0;
         const float bm = _mm512_reduce_max_ps(sv);
         if (bm > m[g]) {
-          const float rescale = exp_polynomial(m[g] - bm);
+          const float rescale = polynomial_exp(m[g] - bm);
           l[g] *= rescale;
           const __m512 r = _mm512_set1_ps(rescale);
           for (int c = 0; c < C; ++c)
@@ -303,7 +294,7 @@ struct attend_partial {
         }
       }
     }
-    write(item, ng, m, l, acc);
+    write(item, ng, m, l, bad, acc);
   }
 
   //! acc[h] += sum_j p[h][j] v[j] for H consecutive heads (rows of 16 floats apart in `p`, D apart in `acc`).
@@ -348,7 +339,7 @@ struct attend_merge {
     for (int d = 0; d < D; ++d) acc[d] = 0.f;
     for (int c = 0; c < chunks; ++c) {
       const float* ml = part_ml + ((item0 + c) * GB + gi) * 2;
-      if (!(ml[1] > 0.f)) continue; // empty chunk
+      if (ml[1] == 0.f) continue; // empty chunk (a NaN sum is not skipped: it makes the output NaN)
       const float w = std::exp(ml[0] - m);
       l += w * ml[1];
       const float* a = part_acc + ((item0 + c) * GB + gi) * D;
@@ -356,7 +347,7 @@ struct attend_merge {
     }
     const int b = int(p / kv_heads), h = int(p % kv_heads);
     O* o = out.at(b, h * group + g);
-    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const float inv = l == 0.f ? 0.f : 1.f / l; // l == 0: nothing selected, output 0
     for (int d = 0; d < D; ++d) o[d] = from_float<O>(acc[d] * inv);
   }
 };

@@ -1,4 +1,4 @@
-//! @file attention/attention_weights.hpp
+//! @file detail/attention_weights.hpp
 //! The softmax weight each selected token receives, summed over the query heads of its KV group: what H2O
 //! (arXiv 2306.14048 §3) accumulates to find heavy hitters. One pair per work item (budgets are small): per query
 //! head, one pass computes the logits, a second normalises them.
@@ -15,13 +15,14 @@ namespace detail {
 template <class T, int D>
 struct attention_weights {
   const float* q;            //!< [batch, q_heads, D], pre-scaled
-  const T* const* k_base;    //!< [pairs]
+  const T* const* k_all;     //!< [pairs] rows read when all[p]
+  const T* const* k_sel;     //!< [pairs] base of the rows named by `slots` otherwise
   const std::int32_t* slots; //!< [pairs, slot_stride]
   const std::int32_t* count;
   const std::uint8_t* all;
   std::int64_t slot_stride;
-  float* out;     //!< [pairs, out_stride] weights
-  float* logits;  //!< [pairs, out_stride] scratch
+  float* out;    //!< [pairs, out_stride] weights
+  float* logits; //!< [pairs, out_stride] scratch
   std::int64_t out_stride;
   int group;
   SKV_HOST_DEVICE void operator()(std::int64_t p) const {
@@ -33,8 +34,7 @@ struct attention_weights {
       const float* qg = q + (p * group + g) * D;
       float m = -INFINITY;
       for (int j = 0; j < n; ++j) {
-        const std::int64_t row = all[p] ? j : slots[p * slot_stride + j];
-        const T* k = k_base[p] + row * D;
+        const T* k = all[p] ? k_all[p] + std::int64_t(j) * D : k_sel[p] + std::int64_t(slots[p * slot_stride + j]) * D;
         const float x = dot(qg, k, D);
         s[j] = x;
         m = x > m ? x : m;
