@@ -3,7 +3,8 @@
 #   1. CPU tests on the OMP and CPP backends (Release), plus examples and tools, via ctest
 #   2. the same tests under ASan + UBSan (OMP and CPP backends)
 #   3. the installed package, consumed by a tiny find_package(skv) project
-#   4. where nvcc exists: the CUDA tests and benchmarks compiled and linked for sm_90 (and sm_80)
+#   4. a short libFuzzer run (scripts/fuzz.sh: every preset against the naive references, ASan + UBSan)
+#   5. where nvcc exists: the CUDA tests and benchmarks compiled and linked for sm_90 (and sm_80)
 # Set SKV_TEST_SKIP=cuda,asan,... to skip stages while iterating.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,15 @@ if [[ $skip != *,install,* ]]; then
   cmake -S tests/consumer -B build-consumer -DCMAKE_PREFIX_PATH="$PWD/build-install" >/dev/null
   cmake --build build-consumer -j"$jobs"
   ./build-consumer/skv_consumer
+fi
+
+if [[ $skip != *,fuzz,* ]]; then
+  stage "fuzz: skv-fuzz for ${SKV_FUZZ_SECONDS:-60} s (bash scripts/fuzz.sh SECONDS runs longer)"
+  if ! bash scripts/fuzz.sh "${SKV_FUZZ_SECONDS:-60}" >build/fuzz.log 2>&1; then
+    tail -60 build/fuzz.log
+    exit 1
+  fi
+  grep -E '^(#[0-9]+ +DONE|Done |stat::)' build/fuzz.log
 fi
 
 if [[ $skip != *,cuda,* ]] && command -v nvcc >/dev/null 2>&1; then
