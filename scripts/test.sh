@@ -4,13 +4,17 @@
 #   2. the same tests under ASan + UBSan (OMP and CPP backends)
 #   3. the installed package, consumed by a tiny find_package(skv) project
 #   4. a short libFuzzer run (scripts/fuzz.sh: every preset against the naive references, ASan + UBSan)
-#   5. where nvcc exists: the CUDA tests and benchmarks compiled and linked for sm_90 (and sm_80)
+#   5. the Python package: pip install . (scikit-build-core + nanobind), then pytest python/tests (SmolLM2 and Gemma 3
+#      through transformers, the C++ runner's selections, the kvpress comparison's fidelity)
+#   6. where nvcc exists: the CUDA tests and benchmarks compiled and linked for sm_90 (and sm_80)
 # Set SKV_TEST_SKIP=cuda,asan,... to skip stages while iterating.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 skip=",${SKV_TEST_SKIP:-},"
-stage() { printf '\n=== %s ===\n' "$*"; }
+stage() { printf '\n=== %s (%s) ===\n' "$*" "$(date +%T)"; }
+
+bash scripts/install-deps.sh --python   # idempotent: quiet when everything is present
 
 stage "build (Release, OMP + CPP backends)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSKV_CUDA=OFF >/dev/null
@@ -46,6 +50,17 @@ if [[ $skip != *,fuzz,* ]]; then
     exit 1
   fi
   grep -E '^(#[0-9]+ +DONE|Done |stat::)' build/fuzz.log
+fi
+
+if [[ $skip != *,python,* ]]; then
+  stage "Python: pip install . and pytest python/tests"
+  # as a user would: the OMP extension, plus the CUDA one where nvcc, a CUDA torch and a GPU are present
+  if ! python3 -m pip install --no-build-isolation --no-deps . >build/pip-install.log 2>&1; then
+    tail -40 build/pip-install.log
+    exit 1
+  fi
+  python3 -c "import skv; print('skv', skv.__file__, 'backend', skv.backend)"
+  SKV_TEST_STRICT=1 SKV_TRACE="$PWD/build/bin/skv-trace" python3 -m pytest python/tests -q -rs -p no:cacheprovider
 fi
 
 if [[ $skip != *,cuda,* ]] && command -v nvcc >/dev/null 2>&1; then
