@@ -118,6 +118,8 @@ def main():
     ap.add_argument("--bench", default="bench/results/skv-bench.json")
     ap.add_argument("--torch", default="bench/results/torch_sdpa.json")
     ap.add_argument("--eval", nargs="*", default=[])
+    ap.add_argument("--python", default="bench/results/python_speed.json",
+                    help="bench/python/speed.py --json output: the Python section, when it exists")
     ap.add_argument("--out", default="docs/perf.md")
     ap.add_argument("--img", default="docs/img")
     ap.add_argument("--threads", default=None, help="threads of the run, when the JSON does not say (omp_threads)")
@@ -453,6 +455,44 @@ def main():
         fig.tight_layout()
         fig.savefig(os.path.join(a.img, "accuracy_vs_budget.png"), dpi=110)
         plt.close(fig)
+
+    # ---- Python (optional) ------------------------------------------------------------------------------------
+    if a.python and os.path.exists(a.python):
+        with open(a.python) as f:
+            py = json.load(f)
+        w("## From Python: `model.generate()` and the binding\n")
+        w(f"`bench/python/speed.py`, run on {py.get('date', '?')} (torch {py.get('torch', '?')}, "
+          f"{py.get('threads', '?')} threads, skv backend `{py.get('skv_backend', '?')}`; load average "
+          f"{py.get('load_before', 0):.2f} at the start, {py.get('load_after', 0):.2f} at the end).\n")
+        g = py.get("generate")
+        if g:
+            w(f"**Decode tokens/s of `model.generate`** on SmolLM2-135M (GGUF, float32) after a {g['prompt_tokens']}-"
+              f"token prompt, {g['new_tokens']} new tokens, {py.get('repetitions', '?')} repetitions alternating "
+              "between the caches; each step is timed between consecutive tokens (the prefill is not in it), the "
+              "figure is the median step.\n")
+            w("| cache | decode tokens/s | median step | vs transformers' default |")
+            w("|---|---|---|---|")
+            for r in g["rows"]:
+                w(f"| {r['cache']} | {r['tokens_per_s']:.1f} | {r['median_step_ms']:.1f} ms | "
+                  f"{r['speedup_vs_default']:.2f}× |")
+            skv_rows = [r for r in g["rows"] if r["cache"].startswith("skv")]
+            if skv_rows:
+                ok = all(r["speedup_vs_default"] >= 1.0 for r in skv_rows)
+                w(f"\nTarget: the skv path no slower than transformers' default decode at 8K: {verdict(ok)}.\n")
+        b = py.get("boundary")
+        if b:
+            sh = b["shape"]
+            w(f"**The Python boundary**: µs per `skv.Cache.step` from a Python loop against the same step in a C++ "
+              f"loop (`Cache._time_steps`), one layer of SmolLM2's shape ({sh['q_heads']} query heads, "
+              f"{sh['kv_heads']} KV heads, head_dim {sh['head_dim']}, {sh['dtype']}); median of {b['rounds']} "
+              f"alternating rounds of {b['calls']} calls.\n")
+            w("| preset | context | C++ step | from Python | overhead |")
+            w("|---|---|---|---|---|")
+            for r in b["rows"]:
+                w(f"| `{r['preset']}` | {ctx_label(r['context'])} | {r['cpp_us']:.1f} µs | {r['python_us']:.1f} µs | "
+                  f"{r['overhead_us']:+.1f} µs ({r['overhead_pct']:+.1f}%) |")
+            worst = max(r["overhead_pct"] for r in b["rows"])
+            w(f"\nTarget: the binding adds ≤ 10% to the C++ step: {verdict(worst <= 10)} (worst {worst:+.1f}%).\n")
 
     if a.notes and os.path.exists(a.notes):
         with open(a.notes) as f:

