@@ -24,6 +24,12 @@ public:
   using std::logic_error::logic_error;
 };
 
+} // namespace skv
+
+// The helpers sit in the backend-tagged namespace, as every caller does: a plain `skv::detail` here would be a
+// namespace of its own or the backend's, depending on which header came first (an inline namespace's members are
+// found, and reopened, through its parent).
+SKV_NAMESPACE_BEGIN
 namespace detail {
 template <class V>
 [[noreturn]] inline void throw_invalid(const char* where, const char* argument, const V& value,
@@ -48,5 +54,4 @@ inline void require(bool cond, const char* where, const char* argument, const V&
 //! "[0, n)" — the allowed range of an index.
 inline std::string index_range(long long n) { return "[0, " + std::to_string(n) + ")"; }
 } // namespace detail
-
-} // namespace skv
+SKV_NAMESPACE_END
