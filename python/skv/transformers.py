@@ -17,6 +17,7 @@ the cache cannot be reordered); the prompt in one forward call.
 from __future__ import annotations
 
 import contextvars
+import weakref
 from typing import Any
 
 import torch
@@ -83,6 +84,19 @@ class SkvLayer(CacheLayerMixin):
     def __init__(self, owner: "SkvCache", layer_idx: int, skv_layer: int):
         super().__init__()
         self.owner, self.layer_idx, self.skv_layer = owner, layer_idx, skv_layer
+
+    # The cache owns its layers; a layer refers back weakly, so that a dropped SkvCache (and the K/V its skv core
+    # holds) is freed at once rather than at Python's next cyclic garbage collection.
+    @property
+    def owner(self) -> "SkvCache":
+        owner = self._owner() if self._owner is not None else None
+        if owner is None:
+            raise ValueError("skv.transformers.SkvLayer: its SkvCache no longer exists")
+        return owner
+
+    @owner.setter
+    def owner(self, cache: "SkvCache | None") -> None:
+        self._owner = weakref.ref(cache) if cache is not None else None
         self.seq_length = 0
         self.is_initialized = True
 

@@ -23,6 +23,7 @@ Resumable: rows already in --out are skipped.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import math
@@ -245,6 +246,10 @@ def run(args):
                     f.flush()
                     print(f"{data} #{item['index']} {name} [{settings}] τ={budget}: {score} ({seconds:.1f} s) "
                           f"{answer[:40]!r}", flush=True)
+                    del cache
+                # the fan-out cache and its closures form reference cycles: free this prompt's K/V now
+                del shared, skv_variants
+                gc.collect()
 
 
 def wilson(k, n, z=1.96):
