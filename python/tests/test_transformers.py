@@ -107,3 +107,19 @@ def test_gemma3_policy_on_global_layers(gemma3):
     indptr, _ = sparse.selection(sparse.global_layers[0])
     assert (indptr[1:] - indptr[:-1]).max().item() <= 160
     assert answer.strip().startswith("330")
+
+
+@torch.inference_mode()
+def test_a_dropped_cache_frees_its_kv_at_once(smollm2):
+    import gc
+    import weakref
+    model, tok = smollm2
+    cache = SkvCache(model, preset="sentence_kv", budget=96, tokenizer=tok)
+    model(**chat_inputs(tok, "How tall?"), past_key_values=cache, use_cache=True)
+    core = weakref.ref(cache.skv)
+    gc.disable()  # no cyclic collection may help: reference counting alone must free it
+    try:
+        del cache
+        assert core() is None
+    finally:
+        gc.enable()
