@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <initializer_list>
 #include <sstream>
 #include <type_traits>
+#include <utility>
 
 #include "cache_handle.hpp"
 
@@ -71,6 +73,20 @@ skv::tensor_view<T> view_of(const tensor& t, const char* where, const char* name
 }
 
 //! Sets option `name` of `o` from `v`; returns false when the preset has no such option.
+//! The enumerator named `text` among `choices`; a ValueError listing them otherwise.
+template <class E>
+E enum_option(const char* option, const std::string& text, std::initializer_list<std::pair<const char*, E>> choices) {
+  std::string allowed;
+  std::size_t i = 0;
+  for (const auto& [name, value] : choices) {
+    if (text == name) return value;
+    allowed += std::string(i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + "'" + name + "'";
+    ++i;
+  }
+  throw nb::value_error(
+      ("skv.Cache: option '" + std::string(option) + "' is '" + text + "'; allowed: " + allowed).c_str());
+}
+
 template <class Options>
 bool set_option(Options& o, const std::string& name, const option_value& v) {
   auto as_int = [&](const char* what) -> std::int64_t {
@@ -122,10 +138,8 @@ bool set_option(Options& o, const std::string& name, const option_value& v) {
   SKV_PY_INT(selector.retention.reuse_depth, "reuse_depth")
   if constexpr (requires { o.selector.retention.unit; })
     if (name == "unit") {
-      const auto s = as_str();
-      if (s != "token" && s != "segment")
-        throw nb::value_error(("skv.Cache: option 'unit' is '" + s + "'; allowed: 'token' or 'segment'").c_str());
-      o.selector.retention.unit = s == "token" ? skv::granularity::token : skv::granularity::segment;
+      o.selector.retention.unit = enum_option<skv::granularity>(
+          "unit", as_str(), {{"token", skv::granularity::token}, {"segment", skv::granularity::segment}});
       return true;
     }
   if constexpr (requires { o.selector.retention.head_budgets; })
@@ -142,11 +156,8 @@ bool set_option(Options& o, const std::string& name, const option_value& v) {
   SKV_PY_INT(selector.choice.dense_layers, "dense_layers")
   if constexpr (requires { o.selector.choice.query; })
     if (name == "query") {
-      const auto s = as_str();
-      if (s != "partial_mean" && s != "current")
-        throw nb::value_error(
-            ("skv.Cache: option 'query' is '" + s + "'; allowed: 'partial_mean' or 'current'").c_str());
-      o.selector.choice.query = s == "current" ? skv::query_mode::current : skv::query_mode::partial_mean;
+      o.selector.choice.query = enum_option<skv::query_mode>(
+          "query", as_str(), {{"partial_mean", skv::query_mode::partial_mean}, {"current", skv::query_mode::current}});
       return true;
     }
 #undef SKV_PY_INT

@@ -172,6 +172,10 @@ def test_bad_construction():
         skv.Cache("full_kv", 1, QH, KH, D, dtype=torch.int8)
     with pytest.raises(TypeError, match="option 'fallback' must be"):
         skv.Cache("sentence_kv", 1, QH, KH, D, boundaries=[1], fallback="no")
+    with pytest.raises(ValueError, match="option 'unit' is 'page'; allowed: 'token' or 'segment'"):
+        skv.Cache("snap_kv", 1, QH, KH, D, unit="page")
+    with pytest.raises(ValueError, match="option 'query' is 'last'; allowed: 'partial_mean' or 'current'"):
+        skv.Cache("sentence_kv", 1, QH, KH, D, boundaries=[1], query="last")
 
 
 def test_options_by_name_reach_the_preset():

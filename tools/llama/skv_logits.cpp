@@ -33,11 +33,7 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
 
     try {
-        if (model_path.empty()) {
-            const auto p = sl::default_model_path();
-            if (!p) throw std::runtime_error("no model: pass --model or set SKV_MODEL");
-            model_path = p->string();
-        }
+        model_path = sl::model_path_or_default(model_path);
         auto t0 = std::chrono::steady_clock::now();
         auto m = sl::model::load(model_path, &std::cerr);
         const auto tok = sl::tokenizer::from_gguf(m.file());
