@@ -666,9 +666,11 @@ public:
               pm.evict_units = units;
               pm.before_evict = pm.kept;
             }
+            // A near tie leaves the victim open until the cache's selection shows it (check_pair): the scores of
+            // all candidates stay until then, since the cache may validly have evicted another tied token.
             for (auto e : t.tokens) {
               pm.kept.erase(std::find(pm.kept.begin(), pm.kept.end(), e));
-              pm.acc.erase(e);
+              if (!t.ambiguous) pm.acc.erase(e);
             }
           }
         }
@@ -870,6 +872,8 @@ private:
         std::string why = check_take(pm.evict_units, drop, gone);
         if (!why.empty()) return "H2O eviction (near tie): " + why;
         for (auto t : gone) pm.acc.erase(t);
+        for (auto t : S) // the model's own invariant: every retained token has its accumulated score
+          if (!pm.acc.count(t)) return "reference model: no H2O score for retained position " + std::to_string(t);
         pm.kept = S;
         pm.evict_pending = false;
         ++stats.eviction_near_tie;
