@@ -80,10 +80,10 @@ SKV_HOST_DEVICE int budget_topk(std::int32_t n, Score score, Weight weight, std:
   std::int64_t total = 0;
   if (budget <= 0) return 0;
   for (std::int32_t i = 0; i < n; ++i) {
+    const float s = score(i); // a unit that cannot displace the worst kept one is skipped before its weight is read
+    if (heap.size > 0 && total >= budget && !ranks_below(heap.score[0], heap.id[0], s, i)) continue;
     const std::int64_t w = weight(i);
     if (w <= 0) continue;
-    const float s = score(i);
-    if (heap.size > 0 && total >= budget && !ranks_below(heap.score[0], heap.id[0], s, i)) continue;
     heap.push(s, i);
     total += w;
     while (heap.size > 1 && total - weight(heap.id[0]) >= budget) {
