@@ -158,6 +158,8 @@ public:
   virtual std::size_t summary_bytes() = 0; //!< bytes of segment summaries the selector scores
   virtual int kv_bytes_per_element() const = 0;
   bool warm = false; //!< the open sentence holds >= 2 queries: the next step is a steady (non-fallback) step
+  //! The stream of the decode calls (CPU backends: an executor, null = the backend's default threads).
+  skv::stream_t stream = {};
 };
 
 template <class Cache>
@@ -187,23 +189,23 @@ public:
     warm = false;
   }
   void step(bool boundary) override {
-    cache_.step(0, in_->token(n_++, boundary), out());
+    cache_.step(0, in_->token(n_++, boundary), out(), stream);
     after_step(boundary);
   }
   void step_parts(bool boundary, stage_times& t) override {
     // kv_cache::step() is these four calls (plus observation, for selectors that learn from attention)
     const auto tok = in_->token(n_++, boundary);
     auto t0 = clock::now();
-    cache_.append(0, tok);
+    cache_.append(0, tok, stream);
     t.append = seconds_since(t0);
     t0 = clock::now();
-    cache_.select(0);
+    cache_.select(0, stream);
     t.select = seconds_since(t0);
     t0 = clock::now();
-    cache_.fetch(0);
+    cache_.fetch(0, stream);
     t.fetch = seconds_since(t0);
     t0 = clock::now();
-    cache_.attend(0, out());
+    cache_.attend(0, out(), stream);
     t.attend = seconds_since(t0);
     after_step(boundary);
   }

@@ -23,6 +23,7 @@
 
 #include "dense_prefill.hpp"
 #include "harness.hpp"
+#include "neighbour.hpp"
 
 namespace skv_bench {
 namespace {
@@ -272,6 +273,71 @@ void register_config(const config& c, const std::vector<stage>& stages, bool qui
   }
 }
 
+#if !defined(SKV_BACKEND_CUDA)
+// ---- beside a busy neighbour: how the decode step shares the cores ----------------------------------------------
+//! How the steps run: `busy` = beside a busy_neighbour of as many threads as the machine has cores; `omp` = the
+//! backend's default (OpenMP, spinning waits), `serial` = executor{.threads = 1}, the calling thread only.
+enum class neighbour_mode { quiet_omp, quiet_serial, busy_omp, busy_serial };
+const char* mode_name(neighbour_mode m) {
+  switch (m) {
+  case neighbour_mode::quiet_omp:
+    return "quiet_omp";
+  case neighbour_mode::quiet_serial:
+    return "quiet_serial";
+  case neighbour_mode::busy_omp:
+    return "busy_omp";
+  default:
+    return "busy_serial";
+  }
+}
+
+int machine_threads() { return int(std::max(1u, std::thread::hardware_concurrency())); }
+
+void run_neighbour(benchmark::State& st, const config& c, neighbour_mode m) {
+  runner& r = get_runner(c);
+  while (!r.warm) r.step(false);
+  skv::executor serial;
+  serial.threads = 1;
+  const bool busy = m == neighbour_mode::busy_omp || m == neighbour_mode::busy_serial;
+  r.stream = m == neighbour_mode::quiet_serial || m == neighbour_mode::busy_serial ? &serial : nullptr;
+  std::unique_ptr<busy_neighbour> other;
+  if (busy) other = std::make_unique<busy_neighbour>(machine_threads(), 20);
+  const std::int64_t jobs0 = other ? other->jobs() : 0;
+  const auto wall0 = clock::now();
+  std::vector<double> times;
+  for (auto _ : st) {
+    const auto t0 = clock::now();
+    r.step(false);
+    const double t = seconds_since(t0);
+    st.SetIterationTime(t);
+    times.push_back(t);
+  }
+  const double wall = seconds_since(wall0);
+  if (other) st.counters["neighbour_jobs_per_s"] = double(other->jobs() - jobs0) / wall;
+  other.reset();
+  r.stream = nullptr;
+  st.counters["median_us"] = median(times) * 1e6;
+  st.counters["threads"] = machine_threads();
+}
+
+void register_neighbour(bool quick) {
+  if (quick) return;
+  const preset_entry p = [] {
+    for (auto& e : presets_of("bfloat16"))
+      if (e.name == "sentence_kv_lossless") return e;
+    return presets_of("bfloat16").front();
+  }();
+  const config c{p, &llama3_8b, 32768, 1024};
+  for (auto m : {neighbour_mode::quiet_omp, neighbour_mode::quiet_serial, neighbour_mode::busy_omp,
+                 neighbour_mode::busy_serial}) {
+    const std::string name =
+        name_of("neighbour_step", p.name.c_str(), c.ctx, c.budget, *c.shape, p.type) + "/run:" + mode_name(m);
+    auto* b = benchmark::RegisterBenchmark(name.c_str(), [c, m](benchmark::State& st) { run_neighbour(st, c, m); });
+    b->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(48);
+  }
+}
+#endif
+
 //! The read-bandwidth reference, measured again as a benchmark at the start and the end of the run (the report takes
 //! the best of these and the start-up figure: other load on the machine can only lower it).
 void register_bandwidth(bool quick, const char* when) {
@@ -317,6 +383,9 @@ void register_all(bool quick) {
             register_config({p, s, ctx, dense ? 0 : 1024}, {stage::attend, stage::decode_step}, quick);
           }
     }
+#if !defined(SKV_BACKEND_CUDA)
+  register_neighbour(quick);
+#endif
   register_bandwidth(quick, "end");
 }
 

@@ -2,10 +2,12 @@
 //! Streams, the one launch point for per-element work, and copies between tiers.
 //!
 //! On CUDA every operation of a decode step is issued on the engine's `cudaStream_t` without waiting on the host
-//! (Thrust's `par_nosync`), so a step can be captured in a CUDA graph; on the CPU backends the stream is ignored and
-//! work runs to completion before the call returns.
+//! (Thrust's `par_nosync`), so a step can be captured in a CUDA graph; on the CPU backends the stream is a
+//! `const skv::executor*` saying which threads run the call (null: the backend's default; backend/executor.hpp),
+//! and work runs to completion before the call returns.
 #pragma once
 
+#include <skv/backend/executor.hpp>
 #include <skv/config.hpp>
 
 #include <thrust/execution_policy.h>
@@ -28,8 +30,9 @@ SKV_NAMESPACE_BEGIN
 //! The engine's stream: `cudaStream_t` on CUDA (0 = the legacy default stream).
 using stream_t = cudaStream_t;
 #else
-//! The engine's stream: ignored by the CPU backends (work completes before each call returns).
-using stream_t = void*;
+//! On the CPU backends: the executor of the call (null: the backend's default threads); work completes before each
+//! call returns.
+using stream_t = const executor*;
 #endif
 
 namespace detail {
@@ -76,6 +79,12 @@ inline void synchronize(stream_t s) {
 template <class F>
 void parallel_for(std::int64_t n, F f, stream_t s = {}) {
   if (n <= 0) return;
+#if !defined(SKV_BACKEND_CUDA)
+  if (s) {
+    detail::run_on(*s, n, f);
+    return;
+  }
+#endif
   thrust::for_each_n(detail::on(s), thrust::counting_iterator<std::int64_t>(0), n, f);
 }
 
