@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "llama/blas_core.hpp"
 #include "llama/model.hpp"
 #include "llama/model_path.hpp"
 #include "llama/tokenizer.hpp"
@@ -32,6 +33,7 @@ std::vector<std::int32_t> parse_ids(const std::string& s) {
 } // namespace
 
 int main(int argc, char** argv) {
+    skv::llama::use_native_blas_kernels(argv);
   CLI::App app{"Selections of an skv preset on the GGUF runner, per decode step, layer and KV head (JSON lines)"};
   std::string model_path, policy = "sentence_kv", ids_text, decode_text, dtype_name = "float";
   int budget = 0;

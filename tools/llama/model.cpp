@@ -258,11 +258,23 @@ std::vector<float> model::prefill(std::span<const int32_t> tokens, attention_bac
     if (tokens.empty()) throw std::invalid_argument("model::prefill: empty prompt");
     backend.reset();
     n_past_ = 0;
-    return forward(tokens, backend, all_logits, true);
+    attention_backend* b = &backend;
+    return forward(tokens, std::span(&b, 1), all_logits, pass::prefill);
 }
 
 std::vector<float> model::decode(int32_t token, attention_backend& backend) {
-    return forward(std::span<const int32_t>(&token, 1), backend, false, false);
+    attention_backend* b = &backend;
+    return forward(std::span<const int32_t>(&token, 1), std::span(&b, 1), false, pass::decode);
+}
+
+std::vector<float> model::decode_batch(std::span<const int32_t> tokens, std::span<attention_backend* const> backends) {
+    if (tokens.empty() || tokens.size() != backends.size())
+        throw std::invalid_argument("model::decode_batch: " + std::to_string(tokens.size()) + " tokens for " +
+                                    std::to_string(backends.size()) + " backends (need the same number, at least 1)");
+    for (std::size_t r = 0; r < backends.size(); ++r)
+        if (backends[r] == nullptr)
+            throw std::invalid_argument("model::decode_batch: backends[" + std::to_string(r) + "] is null");
+    return forward(tokens, backends, true, pass::decode_batch);
 }
 
 void model::rewind(int n) {
@@ -272,8 +284,8 @@ void model::rewind(int n) {
     n_past_ = n;
 }
 
-std::vector<float> model::forward(std::span<const int32_t> tokens, attention_backend& backend, bool all_logits,
-                                  bool is_prefill) {
+std::vector<float> model::forward(std::span<const int32_t> tokens, std::span<attention_backend* const> backends,
+                                  bool all_logits, pass mode) {
     const int n = static_cast<int>(tokens.size());
     const int d = hp_.n_embd, hd = hp_.head_dim, nq = hp_.n_head * hd, nkv = hp_.n_head_kv * hd, ff = hp_.n_ff;
     const auto N = static_cast<std::size_t>(n);
@@ -292,7 +304,8 @@ std::vector<float> model::forward(std::span<const int32_t> tokens, attention_bac
     std::vector<float> cos_t(N * half), sin_t(N * half);
     for (int t = 0; t < n; ++t)
         for (int i = 0; i < half; ++i) {
-            const double a = static_cast<double>(n_past_ + t) * inv_freq_[static_cast<std::size_t>(i)];
+            const int pos = mode == pass::decode_batch ? n_past_ : n_past_ + t;
+            const double a = static_cast<double>(pos) * inv_freq_[static_cast<std::size_t>(i)];
             cos_t[static_cast<std::size_t>(t) * half + i] = static_cast<float>(std::cos(a));
             sin_t[static_cast<std::size_t>(t) * half + i] = static_cast<float>(std::sin(a));
         }
@@ -305,10 +318,14 @@ std::vector<float> model::forward(std::span<const int32_t> tokens, attention_bac
         matmul(h.data(), n, d, L.wv.data(), nkv, v.data(), 0.0f);
         rope(q.data(), n, hp_.n_head, hd, hp_.n_rot, cos_t.data(), sin_t.data());
         rope(k.data(), n, hp_.n_head_kv, hd, hp_.n_rot, cos_t.data(), sin_t.data());
-        if (is_prefill)
-            backend.prefill(il, tokens, q.data(), k.data(), v.data(), n, attn.data());
+        if (mode == pass::prefill)
+            backends[0]->prefill(il, tokens, q.data(), k.data(), v.data(), n, attn.data());
         else
-            backend.decode(il, tokens[0], q.data(), k.data(), v.data(), attn.data());
+            for (int r = 0; r < n; ++r) // one row per sequence (decode: n == 1)
+                backends[static_cast<std::size_t>(mode == pass::decode_batch ? r : 0)]->decode(
+                    il, tokens[static_cast<std::size_t>(r)], q.data() + static_cast<std::size_t>(r) * nq,
+                    k.data() + static_cast<std::size_t>(r) * nkv, v.data() + static_cast<std::size_t>(r) * nkv,
+                    attn.data() + static_cast<std::size_t>(r) * nq);
         matmul(attn.data(), n, nq, L.wo.data(), d, x.data(), 1.0f); // residual via beta = 1
 
         rms_norm(x.data(), L.ffn_norm.data(), h.data(), n, d, hp_.rms_eps);
@@ -317,7 +334,7 @@ std::vector<float> model::forward(std::span<const int32_t> tokens, attention_bac
         swiglu(gate.data(), up.data(), N * ff);
         matmul(gate.data(), n, ff, L.w_down.data(), d, x.data(), 1.0f);
     }
-    n_past_ += n;
+    n_past_ += mode == pass::decode_batch ? 1 : n;
 
     const float* w_out = output_.empty() ? tok_embd_.data() : output_.data();
     const int first = all_logits ? 0 : n - 1;

@@ -99,6 +99,12 @@ public:
                                bool all_logits = false);
     //! Append one token to the current sequence and return its logits `[n_vocab]`.
     std::vector<float> decode(int32_t token, attention_backend& backend);
+    //! One decode step of `tokens.size()` sequences that share the current position (n_past()): row r appends
+    //! tokens[r] to backends[r]'s sequence. The weights are read once for all rows (a GEMM instead of GEMVs), which
+    //! is how tools/eval decodes many cache policies from one prefill in lockstep. Returns logits `[rows, n_vocab]`
+    //! and advances n_past() by one. Throws std::invalid_argument if the sizes differ, a backend is null or there is
+    //! no row.
+    std::vector<float> decode_batch(std::span<const int32_t> tokens, std::span<attention_backend* const> backends);
 
     //! Tokens processed in the current sequence.
     int n_past() const noexcept { return n_past_; }
@@ -111,8 +117,10 @@ private:
     struct layer_weights;
 
     explicit model(gguf_file f);
-    std::vector<float> forward(std::span<const int32_t> tokens, attention_backend& backend,
-                               bool all_logits, bool is_prefill);
+    enum class pass { prefill, decode, decode_batch };
+    // decode_batch: every row at position n_past_, row r attending through backends[r].
+    std::vector<float> forward(std::span<const int32_t> tokens, std::span<attention_backend* const> backends,
+                               bool all_logits, pass mode);
 
     gguf_file file_;
     hparams hp_;

@@ -1,6 +1,7 @@
 // skv-logits: run a prompt through the reference (dense attention) engine and
 // print next-token logits as JSON; also greedy generation and a prefill benchmark.
 
+#include "llama/blas_core.hpp"
 #include "model.hpp"
 #include "model_path.hpp"
 #include "tokenizer.hpp"
@@ -16,6 +17,7 @@
 namespace sl = skv::llama;
 
 int main(int argc, char** argv) {
+    skv::llama::use_native_blas_kernels(argv);
     CLI::App app{"Print next-token logits of a prompt (dense attention reference engine)"};
     std::string model_path, prompt, system;
     int top = 20, generate = 0, bench = 0;
