@@ -7,7 +7,7 @@
 set -euo pipefail
 
 pkgs=(cmake g++ make pkg-config python3 python3-pip doctest-dev libbenchmark-dev libomp-dev libopenblas-dev
-      libcli11-dev nlohmann-json3-dev libpcre2-dev clang libclang-rt-14-dev)
+      libcli11-dev nlohmann-json3-dev libpcre2-dev clang libclang-rt-14-dev bible-kjv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

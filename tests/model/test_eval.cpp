@@ -2,6 +2,7 @@
 // recall measure, and -- with the model -- the skv attention backend against the dense reference and the CLI end to
 // end. Model-dependent cases skip with a message when the model is absent.
 
+#include "eval/generators.hpp"
 #include "eval/registry.hpp"
 #include "eval/skv_backend.hpp"
 #include "eval/tasks.hpp"
@@ -15,7 +16,9 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -295,9 +298,9 @@ TEST_CASE("eval evaluator: policies decoded from one shared prefill match separa
         });
         return last;
     };
-    const auto both = run({{"streaming_llm", 16}, {"full_kv", std::nullopt}});
-    const auto alone = run({{"full_kv", std::nullopt}});
-    const auto alone_s = run({{"streaming_llm", 16}});
+    const auto both = run({{"streaming_llm", 16, std::nullopt}, {"full_kv", std::nullopt, std::nullopt}});
+    const auto alone = run({{"full_kv", std::nullopt, std::nullopt}});
+    const auto alone_s = run({{"streaming_llm", 16, std::nullopt}});
     CHECK(both[1] == alone[0]);   // replayed prefill + rewind = a fresh run, bit for bit
     CHECK(both[0] == alone_s[0]);
     double diff = 0;
@@ -412,4 +415,262 @@ TEST_CASE("skv-eval: niah skips a malformed line and a too-long prompt, and scor
     CHECK(lines[1]["summary"] == true);
     CHECK(lines[1]["items"] == 1);
     CHECK(lines[1]["skipped"] == 2);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Generated RULER-style tasks, the two protocols, scoring and intervals.
+
+TEST_CASE("eval scoring: normalized, word-bounded matches; the share of outputs found") {
+    CHECK(se::normalize_answer("  The Number: 4,213!\n") == "the number 4 213");
+    CHECK(se::score_answer(" 6898789. It is", {"6898789"}) == 1.0);
+    CHECK(se::score_answer(" 689878.", {"6898789"}) == 0.0);   // a prefix of the value is not the value
+    CHECK(se::score_answer(" 16898789", {"6898789"}) == 0.0);  // nor is a longer number containing it
+    CHECK(se::score_answer("QWERT, asdfg and ZXCVB", {"qwert", "ASDFG", "poiuy", "zxcvb"}) == 0.75);
+    CHECK(se::score_answer("anything", {}) == 0.0);
+}
+
+TEST_CASE("eval statistics: Wilson 95% intervals") {
+    // Values from the closed form (Wilson 1927), computed independently in double precision.
+    auto check = [](std::int64_t k, std::int64_t n, double lo, double hi) {
+        const auto ci = se::wilson_interval(k, n);
+        CHECK(ci.lo == doctest::Approx(lo).epsilon(1e-9));
+        CHECK(ci.hi == doctest::Approx(hi).epsilon(1e-9));
+    };
+    check(25, 50, 0.3664451431682858, 0.6335548568317142);
+    check(19, 20, 0.763868806553258, 0.9911185511992047);
+    check(50, 50, 0.9286524008666414, 1.0);
+    CHECK(se::wilson_interval(0, 50).lo == doctest::Approx(0.0));
+    CHECK(se::wilson_interval(0, 50).hi == doctest::Approx(0.07134759913335872).epsilon(1e-9));
+    CHECK(se::wilson_interval(0, 0).lo == 0.0);
+    CHECK(se::wilson_interval(0, 0).hi == 1.0);
+}
+
+TEST_CASE("eval variants: budgets as fractions of the prompt") {
+    const auto v = se::make_variants({"full_kv", "sentence_kv"}, {256}, {0.125, 0.0625});
+    REQUIRE(v.size() == 4);
+    CHECK_FALSE(v[0].budget_for(4000).has_value());
+    CHECK(v[1].budget_for(4000) == 256);
+    CHECK(v[2].budget_for(4000) == 500);
+    CHECK(v[3].budget_for(4096) == 256);
+    CHECK(v[3].budget_for(3) == 1); // at least one token
+    CHECK_THROWS_WITH_AS(se::make_variants({"sentence_kv"}, {}, {0.0}), "budget fraction 0.000000 outside (0, 1]",
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(se::make_variants({"sentence_kv"}, {}, {1.5}), "budget fraction 1.500000 outside (0, 1]",
+                         std::invalid_argument);
+    CHECK(se::parse_protocol("question-after") == se::protocol::question_after);
+    CHECK_THROWS_WITH_AS(se::parse_protocol("after"),
+                         "protocol 'after' unknown; allowed: prefill, question_after", std::invalid_argument);
+}
+
+namespace {
+
+// A haystack text of `n` distinct sentences (no real text needed for the structural checks).
+std::string synthetic_haystack(int n) {
+    const char* subjects[] = {"The miller", "A shepherd", "The old captain", "Her brother", "The weaver", "A stranger"};
+    const char* verbs[] = {"carried", "painted", "mended", "counted", "forgot", "praised"};
+    const char* objects[] = {"the lantern", "seven barrels", "a crooked fence", "the river map", "his boots",
+                             "the winter ledger"};
+    const char* syllables[] = {"ta", "no", "ri", "be", "lu", "mo", "sa", "ke", "vi", "do", "pa", "gu"};
+    std::string s;
+    for (int i = 0; i < n; ++i) {
+        // a distinct made-up place name per sentence, so that cwe has words to draw from
+        const std::string place = std::string(syllables[i % 12]) + syllables[(i / 12) % 12] + syllables[(i / 144) % 12];
+        s += std::string(subjects[i % 6]) + " " + verbs[(i / 6) % 6] + " " + objects[(i / 36) % 6] + " near " +
+             place + " on day " + std::to_string(i + 1) + " while everyone watched from the hill.\n";
+    }
+    return s;
+}
+
+std::map<std::string, int> word_counts(const std::string& text) {
+    std::map<std::string, int> c;
+    std::istringstream s(text);
+    for (std::string w; s >> w;) ++c[w];
+    return c;
+}
+
+} // namespace
+
+TEST_CASE("eval generators: each item's answers are in its document, at the asked length, reproducible by seed") {
+    SKV_REQUIRE_MODEL(fx);
+    const se::haystack hay(fx->tok, synthetic_haystack(400));
+    CHECK(hay.size() == 400);
+    for (const auto& task : se::generated_task_names()) {
+        for (int length : {1024, 3000}) {
+            CAPTURE(task);
+            CAPTURE(length);
+            se::generator_options o;
+            o.length = length;
+            o.seed = 11;
+            o.depth = 0.3;
+            const auto item = se::generate_item(fx->tok, hay, task, o);
+            const auto t = se::tokenize_item(fx->tok, item, sl::smollm_system_prompt);
+            CHECK(std::abs(int(t.ids.size()) - length) <= std::max(8, length / 50));
+            CHECK(t.n_context > 0);
+            CHECK(t.n_context < int(t.ids.size()));
+            // The split is where the document ends: the tail starts with the question.
+            const auto tail = fx->tok.decode(std::span(t.ids).subspan(std::size_t(t.n_context)), true);
+            CHECK(tail.find(item.question) != std::string::npos);
+            CHECK(fx->tok.decode(std::span(t.ids).first(std::size_t(t.n_context)), true).find(item.question) ==
+                  std::string::npos);
+            REQUIRE_FALSE(item.outputs.empty());
+            const std::string doc = " " + se::normalize_answer(item.context) + " ";
+            for (const auto& out : item.outputs) CHECK(doc.find(" " + se::normalize_answer(out) + " ") != std::string::npos);
+            if (task == "cwe" || task == "fwe") {
+                // The expected words are exactly the most frequent ones, strictly more frequent than any other.
+                auto counts = word_counts(item.context);
+                counts.erase("....");
+                std::vector<std::pair<int, std::string>> byc;
+                for (const auto& [w, c] : counts)
+                    if (std::isalpha(static_cast<unsigned char>(w[0]))) byc.emplace_back(c, w);
+                std::sort(byc.rbegin(), byc.rend());
+                const std::size_t k = item.outputs.size();
+                REQUIRE(byc.size() > k);
+                std::vector<std::string> top;
+                for (std::size_t i = 0; i < k; ++i) top.push_back(byc[i].second);
+                auto expect = item.outputs;
+                std::sort(top.begin(), top.end());
+                std::sort(expect.begin(), expect.end());
+                CHECK(top == expect);
+                CHECK(byc[k - 1].first > byc[k].first);
+            }
+            if (task == "qa_cloze") {
+                const auto q = item.question.find('"');
+                const auto cue = item.question.substr(q + 1, item.question.rfind('"') - q - 1);
+                CHECK(item.context.find(cue + " " + item.outputs[0]) != std::string::npos);
+                CHECK(item.context.find(cue) == item.context.rfind(cue)); // the cue is unambiguous
+            }
+            // Same seed, same item; another seed, another item.
+            CHECK(se::generate_item(fx->tok, hay, task, o).context == item.context);
+            o.seed = 12;
+            const auto other = se::generate_item(fx->tok, hay, task, o);
+            CHECK((other.context != item.context || other.outputs != item.outputs));
+        }
+    }
+    // Depth: the needle sits where asked.
+    for (double depth : {0.0, 1.0}) {
+        se::generator_options o;
+        o.length = 2000;
+        o.depth = depth;
+        const auto item = se::generate_item(fx->tok, hay, "niah_single", o);
+        const double at = double(item.context.find(item.outputs[0])) / double(item.context.size());
+        CAPTURE(depth);
+        CHECK(std::abs(at - depth) < 0.1);
+    }
+    CHECK_THROWS_WITH_AS(se::generate_item(fx->tok, hay, "niah", {}),
+                         doctest::Contains("task 'niah' is not a generated task; allowed: niah_single"),
+                         std::invalid_argument);
+    se::generator_options bad;
+    bad.depth = 1.5;
+    CHECK_THROWS_WITH_AS(se::generate_item(fx->tok, hay, "vt", bad), "depth 1.500000 outside [0, 1]",
+                         std::invalid_argument);
+    bad = {};
+    bad.length = 100;
+    CHECK_THROWS_WITH_AS(se::generate_item(fx->tok, hay, "vt", bad),
+                         "length 100 tokens: a generated item needs >= 256", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(se::haystack(fx->tok, "One. Two. Three."),
+                         "haystack: 3 sentences found; a haystack needs at least 8", std::invalid_argument);
+}
+
+TEST_CASE("eval model: decode_batch equals one decode per sequence") {
+    SKV_REQUIRE_MODEL(fx);
+    auto& m = fx->model;
+    const auto ids = fx->tok.encode("The grass is green. The sky is blue. The sun is yellow. Here we go.");
+    const auto& hp = m.params();
+    sl::dense_attention_backend a(hp), b(hp), a2(hp), b2(hp);
+    m.prefill(ids, a);
+    m.prefill(ids, b);
+    m.prefill(ids, a2);
+    const int n = m.n_past();
+    m.prefill(ids, b2);
+    const std::int32_t toks[2] = {504, 1234};
+    sl::attention_backend* bs[2] = {&a, &b};
+    const auto batch = m.decode_batch(toks, bs);
+    CHECK(m.n_past() == n + 1);
+    m.rewind(n);
+    const auto la = m.decode(toks[0], a2);
+    m.rewind(n);
+    const auto lb = m.decode(toks[1], b2);
+    const std::size_t V = std::size_t(hp.n_vocab);
+    REQUIRE(batch.size() == 2 * V);
+    // GEMM vs GEMV sum in another order: float rounding only (logits are O(10); 1e-3 is ~1e-4 of the scale).
+    double da = 0, db = 0;
+    for (std::size_t j = 0; j < V; ++j) {
+        da = std::max(da, double(std::fabs(batch[j] - la[j])));
+        db = std::max(db, double(std::fabs(batch[V + j] - lb[j])));
+    }
+    MESSAGE("decode_batch vs decode: max |dlogit| " << da << ", " << db);
+    CHECK(da < 1e-3);
+    CHECK(db < 1e-3);
+    CHECK(sl::argmax(std::span(batch).first(V)) == sl::argmax(la));
+    CHECK_THROWS_AS(m.decode_batch(std::span(toks, 1), bs), std::invalid_argument);
+}
+
+TEST_CASE("eval protocols: question_after feeds the question through cache.step; full_kv answers alike") {
+    SKV_REQUIRE_MODEL(fx);
+    const se::haystack hay(fx->tok, synthetic_haystack(200));
+    se::generator_options o;
+    o.length = 700;
+    o.seed = 3;
+    const auto item = se::generate_item(fx->tok, hay, "niah_single", o);
+    const auto t = se::tokenize_item(fx->tok, item, sl::smollm_system_prompt);
+    se::evaluator ev(fx->model, fx->tok, {{"full_kv", std::nullopt, std::nullopt}, {"streaming_llm", 64, std::nullopt}}, se::kv_dtype::f32);
+    const std::vector<se::protocol> protos{se::protocol::prefill, se::protocol::question_after};
+    const auto res = ev.run_item(t.ids, t.n_context, item.max_new, protos, /*max_streams=*/3); // two groups
+    REQUIRE(res.size() == 4);
+    const std::int64_t question = std::int64_t(t.ids.size()) - t.n_context;
+    REQUIRE(question > 10);
+    // Generation feeds each kept token back, except a last one that reached max_new.
+    auto generation_steps = [&](const se::evaluator::stream_result& r) {
+        const auto k = std::int64_t(r.answer.size());
+        return k == item.max_new ? k - 1 : k;
+    };
+    for (const auto& r : res) {
+        CAPTURE(se::to_string(r.proto));
+        CAPTURE(r.variant);
+        const std::int64_t expect = generation_steps(r) + (r.proto == se::protocol::question_after ? question : 0);
+        CHECK(r.decode_steps == expect);
+        CHECK(r.fast_bytes > 0);
+    }
+    CHECK(res[0].proto == se::protocol::prefill);
+    CHECK(res[2].proto == se::protocol::question_after);
+    CHECK(res[3].budget == 64);
+    // Exact attention either way: the same answer (float rounding differs; a clear item has no near-tie).
+    MESSAGE("full_kv: prefill '" << fx->tok.decode(res[0].answer, false) << "', question_after '"
+                                 << fx->tok.decode(res[2].answer, false) << "'");
+    CHECK(res[0].answer == res[2].answer);
+    CHECK(se::score_answer(fx->tok.decode(res[0].answer, false), item.outputs) == 1.0);
+}
+
+TEST_CASE("skv-eval: a generated task end to end, both protocols, with intervals") {
+    SKV_REQUIRE_MODEL(fx);
+    const auto hay = temp_path("hay.txt");
+    write(hay, synthetic_haystack(150));
+    const auto r = run_cli("--policy full_kv,sentence_kv_lossless --budget-frac 0.25 --task niah_multikey --haystack " +
+                           hay.string() + " --length 600 --limit 2 --seed 5 --json --no-progress");
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    const auto lines = json_lines(r.out);
+    REQUIRE(lines.size() == 2 * 2 * 2 + 4); // items x protocols x policies, then the summaries
+    for (std::size_t i = 0; i < 8; ++i) {
+        CHECK(lines[i]["task"] == "niah_multikey");
+        CHECK(lines[i]["outputs"].size() == 1);
+    }
+    CHECK(lines[1]["budget"].get<int>() == int(std::lround(0.25 * lines[1]["prompt_tokens"].get<double>())));
+    for (std::size_t i = 8; i < 12; ++i) {
+        const auto& s = lines[i];
+        CHECK(s["summary"] == true);
+        CHECK(s["items"] == 2);
+        const auto ci = se::wilson_interval(s["correct"].get<int>(), 2);
+        CHECK(s["ci_lo"].get<double>() == doctest::Approx(ci.lo));
+        CHECK(s["ci_hi"].get<double>() == doctest::Approx(ci.hi));
+    }
+    CHECK(lines[8]["protocol"] == "prefill");
+    CHECK(lines[11]["protocol"] == "question_after");
+    const auto none = run_cli("--policy full_kv --task vt --no-progress");
+    CHECK(none.rc == 1);
+    CHECK(none.err.find("--task vt needs --haystack FILE") != std::string::npos);
+    const auto bad = run_cli("--policy full_kv --task vt --haystack " + hay.string() + " --protocol later");
+    CHECK(bad.rc == 1);
+    CHECK(bad.err.find("protocol 'later' unknown; allowed: prefill, question_after") != std::string::npos);
+    fs::remove(hay);
 }

@@ -1,5 +1,7 @@
 #include "skv_backend.hpp"
 
+#include <chrono>
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -58,6 +60,8 @@ skv_attention_backend::skv_attention_backend(const llama::hparams& hp, std::uniq
 }
 
 void skv_attention_backend::clear_tracking() {
+    step_seconds_ = 0;
+    steps_ = 0;
     keys_.assign(opts_.track_recall ? static_cast<std::size_t>(hp_.n_layer) : 0, {});
     recall_.sum.assign(static_cast<std::size_t>(hp_.n_layer), 0.0);
     recall_.count.assign(static_cast<std::size_t>(hp_.n_layer), 0);
@@ -108,14 +112,18 @@ void skv_attention_backend::prefill(int layer, std::span<const std::int32_t> ids
     }
 }
 
-void skv_attention_backend::prefill_from(const prefill_record& r) {
+void skv_attention_backend::prefill_from(const prefill_record& r, int n_tokens) {
     if (static_cast<int>(r.k.size()) != hp_.n_layer || r.n_tokens < 1)
         throw std::invalid_argument("skv_attention_backend::prefill_from: the record holds no prompt for " +
                                     std::to_string(hp_.n_layer) + " layers");
+    if (n_tokens == -1) n_tokens = r.n_tokens;
+    if (n_tokens < 1 || n_tokens > r.n_tokens)
+        throw std::invalid_argument("skv_attention_backend::prefill_from: n_tokens = " + std::to_string(n_tokens) +
+                                    " outside [1, " + std::to_string(r.n_tokens) + "] (the record's prompt)");
     clear_tracking();
     for (int l = 0; l < hp_.n_layer; ++l) {
         const auto L = static_cast<std::size_t>(l);
-        store_prompt(l, r.ids, r.q[L].data(), r.k[L].data(), r.v[L].data(), r.n_tokens);
+        store_prompt(l, r.ids, r.q[L].data(), r.k[L].data(), r.v[L].data(), n_tokens);
     }
 }
 
@@ -123,8 +131,11 @@ void skv_attention_backend::decode(int layer, std::int32_t id, const float* q, c
                                    float* out) {
     const int nq = hp_.n_head, nkv = hp_.n_head_kv, hd = hp_.head_dim;
     const skv::model_shape shape{hp_.n_layer, nq, nkv, hd};
+    const auto t0 = std::chrono::steady_clock::now();
     cache_->step(layer, skv::make_decode_args<float>(shape, std::span<const std::int32_t>(&id, 1), k, v, q),
                  skv::nhd<float>(out, 1, nq, hd));
+    step_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (layer == 0) ++steps_;
     if (!opts_.track_recall) return;
 
     auto& kc = keys_[static_cast<std::size_t>(layer)];

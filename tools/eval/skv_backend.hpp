@@ -55,8 +55,13 @@ public:
     void decode(int layer, std::int32_t id, const float* q, const float* k, const float* v, float* out) override;
     void reset() override;
 
-    //! Prefills every layer of the cache from `r` (as prefill() would have), for decoding after model::rewind().
-    void prefill_from(const prefill_record& r);
+    //! Prefills every layer of the cache from the first `n_tokens` of `r` (all of it when -1), as prefill() would
+    //! have, for decoding after model::rewind(). Throws std::invalid_argument if the record holds fewer tokens.
+    void prefill_from(const prefill_record& r, int n_tokens = -1);
+    //! Seconds spent in the cache's decode steps (cache.step) since the last reset or prefill_from.
+    double step_seconds() const { return step_seconds_; }
+    //! Decode steps since the last reset or prefill_from.
+    std::int64_t steps() const { return steps_; }
 
     cache_handle& cache() { return *cache_; }
     const recall_stats& recall() const { return recall_; }
@@ -71,6 +76,8 @@ private:
     options opts_;
     std::vector<std::vector<float>> keys_; //!< per layer [n, n_head_kv, head_dim] (track_recall only)
     recall_stats recall_;
+    double step_seconds_ = 0;
+    std::int64_t steps_ = 0;
 };
 
 } // namespace skv::eval

@@ -2,11 +2,13 @@
 // decode-time attention going through the policy. Tasks: prefix-prefill perplexity (ppl), RULER needle retrieval
 // (niah), passkey retrieval (passkey) and attention recall of the selected sets (recall); see docs/results.md.
 
+#include "llama/blas_core.hpp"
 #include "llama/model.hpp"
 #include "llama/model_path.hpp"
 #include "llama/tokenizer.hpp"
 #include "registry.hpp"
 #include "skv_backend.hpp"
+#include "generators.hpp"
 #include "tasks.hpp"
 
 #include <skv/error.hpp>
@@ -21,6 +23,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <sstream>
 
 namespace se = skv::eval;
@@ -92,15 +95,126 @@ void print_json(const json& j) {
     std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
 }
 
+//! A RULER-style generated task (generators.hpp) under both protocols: one JSON line per (item, protocol, variant),
+//! then one summary per (protocol, variant).
+struct generated_run {
+    std::string task, haystack_path;
+    int length = 4096, items = 50, max_streams = 16;
+    double depth = -1;
+    unsigned seed = 1;
+    std::vector<se::protocol> protocols;
+    bool as_json = false, no_progress = false;
+};
+
+int run_generated(const generated_run& g, se::evaluator& ev, const sl::tokenizer& tok, const sl::model& model,
+                  se::kv_dtype dtype) {
+    std::string text;
+    if (g.haystack_path == "noise") {
+        for (int i = 0; i < 4; ++i)
+            text += "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n\n";
+    } else {
+        text = read_file(g.haystack_path);
+    }
+    const se::haystack hay(tok, text);
+    const auto system = sl::default_system_prompt(model.file());
+    const auto& variants = ev.variants();
+    const std::size_t n_streams = g.protocols.size() * variants.size();
+    struct acc {
+        std::int64_t items = 0, correct = 0, steps = 0;
+        double score = 0, step_seconds = 0, fast = 0, slow = 0, budget_sum = 0;
+    };
+    std::vector<acc> tot(n_streams);
+    double item_seconds = 0, forward_seconds = 0;
+    std::int64_t items = 0, prompt_tokens = 0;
+    progress bar(g.task, g.items, !g.no_progress);
+    for (int k = 0; k < g.items; ++k) {
+        se::generator_options o;
+        o.length = g.length;
+        o.depth = g.depth >= 0 ? g.depth : (g.items == 1 ? 0.5 : double(k) / double(g.items - 1));
+        std::seed_seq sq{g.seed, unsigned(k)};
+        sq.generate(&o.seed, &o.seed + 1);
+        const auto item = se::generate_item(tok, hay, g.task, o);
+        const auto t = se::tokenize_item(tok, item, system);
+        const auto res = ev.run_item(t.ids, t.n_context, item.max_new, g.protocols, g.max_streams);
+        item_seconds += ev.item_seconds();
+        forward_seconds += ev.item_forward_seconds();
+        ++items;
+        prompt_tokens += std::int64_t(t.ids.size());
+        for (std::size_t s = 0; s < res.size(); ++s) {
+            const auto& r = res[s];
+            const auto answer = tok.decode(r.answer, false);
+            const double score = se::score_answer(answer, item.outputs);
+            auto& a = tot[s];
+            ++a.items;
+            a.correct += score == 1.0;
+            a.score += score;
+            a.steps += r.decode_steps;
+            a.step_seconds += r.step_seconds;
+            a.fast += r.fast_bytes;
+            a.slow += r.slow_bytes;
+            a.budget_sum += r.budget ? *r.budget : 0;
+            if (g.as_json) {
+                const auto& v = variants[r.variant];
+                json j{{"task", g.task}, {"protocol", se::to_string(r.proto)}, {"policy", v.policy},
+                       {"budget", r.budget ? json(*r.budget) : json(nullptr)},
+                       {"budget_fraction", v.budget_fraction ? json(*v.budget_fraction) : json(nullptr)},
+                       {"kv_dtype", se::to_string(dtype)}, {"index", k}, {"item_seed", o.seed},
+                       {"depth", item.depth}, {"prompt_tokens", t.ids.size()}, {"context_tokens", t.n_context},
+                       {"answer", answer}, {"outputs", item.outputs}, {"score", score},
+                       {"decode_steps", r.decode_steps}, {"step_seconds", r.step_seconds}};
+                print_json(j);
+            }
+        }
+        bar.add();
+    }
+    bar.finish();
+    for (std::size_t s = 0; s < n_streams; ++s) {
+        const auto p = g.protocols[s / variants.size()];
+        const auto& v = variants[s % variants.size()];
+        const auto& a = tot[s];
+        const auto ci = se::wilson_interval(a.correct, a.items);
+        const double n = double(std::max<std::int64_t>(1, a.items));
+        json j{{"task", g.task}, {"protocol", se::to_string(p)}, {"policy", v.policy},
+               {"budget", v.budget ? json(*v.budget) : json(nullptr)},
+               {"budget_fraction", v.budget_fraction ? json(*v.budget_fraction) : json(nullptr)},
+               {"mean_budget", a.budget_sum / n}, {"kv_dtype", se::to_string(dtype)}, {"summary", true},
+               {"items", a.items}, {"correct", a.correct}, {"accuracy", double(a.correct) / n},
+               {"ci_lo", ci.lo}, {"ci_hi", ci.hi}, {"mean_score", a.score / n}, {"length", g.length},
+               {"mean_prompt_tokens", double(prompt_tokens) / double(std::max<std::int64_t>(1, items))},
+               {"seed", g.seed}, {"haystack", g.haystack_path},
+               {"item_seconds", item_seconds / double(std::max<std::int64_t>(1, items))},
+               {"forward_seconds", forward_seconds / double(std::max<std::int64_t>(1, items))},
+               {"step_ms", a.steps ? 1e3 * a.step_seconds / double(a.steps) : 0.0},
+               {"fast_mib", a.fast / n / (1 << 20)}, {"slow_mib", a.slow / n / (1 << 20)}};
+        if (g.as_json) {
+            print_json(j);
+        } else {
+            std::printf("%s  %-14s  %-22s %-10s accuracy %.3f [%.3f, %.3f] (%lld/%lld)  score %.3f  fast %.1f MiB\n",
+                        g.task.c_str(), se::to_string(p).c_str(), v.policy.c_str(),
+                        v.budget_fraction ? (std::to_string(*v.budget_fraction).substr(0, 6) + "x").c_str()
+                        : v.budget        ? std::to_string(*v.budget).c_str()
+                                          : "-",
+                        double(a.correct) / n, ci.lo, ci.hi, (long long)a.correct, (long long)a.items, a.score / n,
+                        a.fast / n / (1 << 20));
+        }
+    }
+    std::cout << std::flush;
+    std::fprintf(stderr, "skv-eval: %s: %lld items, %.1f s per item (forward pass %.1f s)\n", g.task.c_str(),
+                 (long long)items, item_seconds / double(std::max<std::int64_t>(1, items)),
+                 forward_seconds / double(std::max<std::int64_t>(1, items)));
+    return items > 0 ? 0 : 1;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
+    skv::llama::use_native_blas_kernels(argv);
     CLI::App app{"Evaluate skv cache policies on a GGUF Llama model (every decode-time attention goes through the "
                  "policy)"};
     std::string model_path, task, input, dtype_name = "float";
     std::vector<std::string> policies;
     std::vector<int> budgets;
-    int prefill = 3000, decode = 500, limit = 0, max_new = 0, length = 2000;
+    int prefill = 3000, decode = 500, limit = 0, max_new = 0, length = 0;
     double depth = -1;
     unsigned seed = 1;
     bool as_json = false, no_progress = false;
@@ -112,9 +226,36 @@ int main(int argc, char** argv) {
                    "token budget(s) per KV head, comma-separated (options.selector.budget; default: the preset's)")
         ->delimiter(',')
         ->check(CLI::PositiveNumber);
-    app.add_option("--task", task, "ppl, niah, passkey or recall")
+    std::vector<std::string> task_names{"ppl", "niah", "passkey", "recall"};
+    for (const auto& t : se::generated_task_names()) task_names.push_back(t);
+    app.add_option("--task", task,
+                   "ppl, niah (RULER jsonl), passkey, recall, or a generated RULER-style task: " +
+                       [] {
+                           std::string s;
+                           for (const auto& t : se::generated_task_names()) s += (s.empty() ? "" : ", ") + t;
+                           return s;
+                       }())
         ->required()
-        ->check(CLI::IsMember({"ppl", "niah", "passkey", "recall"}));
+        ->check(CLI::IsMember(task_names));
+    std::string haystack_path;
+    std::vector<std::string> protocol_names{"prefill", "question_after"};
+    std::vector<double> fractions;
+    int max_streams = 16;
+    app.add_option("--haystack", haystack_path,
+                   "generated tasks: the text the documents are cut from (any UTF-8 file), or 'noise' for RULER's "
+                   "repeated filler");
+    app.add_option("--protocol", protocol_names,
+                   "generated tasks: prefill (question in the prompt) and/or question_after (document prefilled, "
+                   "question through the decode path)")
+        ->delimiter(',')
+        ->capture_default_str();
+    app.add_option("--budget-frac", fractions,
+                   "budget(s) as a fraction of each prompt's tokens, comma-separated (e.g. 0.03,0.0625,0.125,0.25)")
+        ->delimiter(',');
+    app.add_option("--max-streams", max_streams,
+                   "generated tasks: (protocol, policy) runs decoded in one batch, each holding a cache")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
     app.add_option("--input", input, "text file (ppl, recall) or RULER jsonl (niah)");
     app.add_option("--prefill", prefill, "ppl/recall: prompt tokens prefilled with full attention")
         ->capture_default_str()
@@ -122,15 +263,18 @@ int main(int argc, char** argv) {
     app.add_option("--decode", decode, "ppl/recall: tokens then fed one by one through the policy")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
-    app.add_option("--limit", limit, "niah: first K valid items (0: all); passkey: number of items (default 10)")
+    app.add_option("--limit", limit,
+                   "niah: first K valid items (0: all); passkey: number of items (default 10); generated tasks: number "
+                   "of items (default 50)")
         ->check(CLI::NonNegativeNumber);
     app.add_option("--max-new", max_new, "niah/passkey: tokens to generate at most (default 32 / 16)")
         ->check(CLI::PositiveNumber);
-    app.add_option("--length", length, "passkey: prompt length in tokens")
-        ->capture_default_str()->check(CLI::Range(64, 1 << 20));
-    app.add_option("--depth", depth, "passkey: depth of the key in [0, 1] (default: evenly spread over the items)")
+    app.add_option("--length", length, "passkey, generated tasks: prompt length in tokens (default 2000 / 4096)")
+        ->check(CLI::Range(64, 1 << 20));
+    app.add_option("--depth", depth,
+                   "passkey, generated tasks: depth of the key in [0, 1] (default: evenly spread over the items)")
         ->check(CLI::Range(0.0, 1.0));
-    app.add_option("--seed", seed, "passkey: seed of the random keys")
+    app.add_option("--seed", seed, "passkey, generated tasks: seed of the items")
         ->capture_default_str();
     app.add_option("--kv-dtype", dtype_name, "storage type of the cached K/V")
         ->capture_default_str()->check(CLI::IsMember({"float", "bf16"}));
@@ -140,7 +284,14 @@ int main(int argc, char** argv) {
 
     try {
         const auto dtype = dtype_name == "bf16" ? se::kv_dtype::bf16 : se::kv_dtype::f32;
-        auto variants = se::make_variants(policies, budgets); // unknown names fail here, before loading
+        auto variants = se::make_variants(policies, budgets, fractions); // unknown names fail here, before loading
+        const bool generated = se::is_generated_task(task);
+        std::vector<se::protocol> protocols;
+        for (const auto& p : protocol_names) protocols.push_back(se::parse_protocol(p));
+        if (protocols.empty()) throw std::invalid_argument("--protocol: give at least one of prefill, question_after");
+        if (generated && haystack_path.empty())
+            throw std::invalid_argument("--task " + task + " needs --haystack FILE (any text) or --haystack noise");
+        if (length == 0) length = generated ? 4096 : 2000;
         if ((task == "ppl" || task == "recall" || task == "niah") && input.empty())
             throw std::invalid_argument("--task " + task + " needs --input FILE");
         model_path = sl::model_path_or_default(model_path);
@@ -148,7 +299,21 @@ int main(int argc, char** argv) {
         const auto tok = sl::tokenizer::from_gguf(model.file());
         const auto& hp = model.params();
         se::evaluator ev(model, tok, variants, dtype);
-        ev.validate(); // a budget a preset rejects fails here, with the library's message
+        ev.validate(length); // a budget a preset rejects fails here, with the library's message
+        if (generated) {
+            generated_run g;
+            g.task = task;
+            g.haystack_path = haystack_path;
+            g.length = length;
+            g.items = limit > 0 ? limit : 50;
+            g.max_streams = max_streams;
+            g.depth = depth;
+            g.seed = seed;
+            g.protocols = protocols;
+            g.as_json = as_json;
+            g.no_progress = no_progress;
+            return run_generated(g, ev, tok, model, dtype);
+        }
 
         std::vector<totals> tot(variants.size());
         for (auto& t : tot) {

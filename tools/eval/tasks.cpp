@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <numeric>
 #include <random>
 
 namespace skv::eval {
@@ -173,17 +174,36 @@ std::vector<std::int32_t> stop_ids(const llama::tokenizer& tok, const llama::hpa
     return s;
 }
 
-std::vector<variant> make_variants(const std::vector<std::string>& policies, const std::vector<int>& budgets) {
+std::optional<int> variant::budget_for(std::int64_t n_prompt) const {
+    if (budget_fraction)
+        return std::max(1, static_cast<int>(std::lround(*budget_fraction * static_cast<double>(n_prompt))));
+    return budget;
+}
+
+std::vector<variant> make_variants(const std::vector<std::string>& policies, const std::vector<int>& budgets,
+                                   const std::vector<double>& fractions) {
+    for (double f : fractions)
+        if (!(f > 0.0 && f <= 1.0))
+            throw std::invalid_argument("budget fraction " + std::to_string(f) + " outside (0, 1]");
     std::vector<variant> out;
     for (const auto& name : policies) {
         const auto& p = find_preset(name);
-        if (!p.has_budget || budgets.empty()) {
-            out.push_back({p.name, p.has_budget ? std::optional<int>(p.default_budget) : std::nullopt});
+        if (!p.has_budget || (budgets.empty() && fractions.empty())) {
+            out.push_back({p.name, p.has_budget ? std::optional<int>(p.default_budget) : std::nullopt, std::nullopt});
             continue;
         }
-        for (int b : budgets) out.push_back({p.name, b});
+        for (int b : budgets) out.push_back({p.name, b, std::nullopt});
+        for (double f : fractions) out.push_back({p.name, std::nullopt, f});
     }
     return out;
+}
+
+std::string to_string(protocol p) { return p == protocol::prefill ? "prefill" : "question_after"; }
+
+protocol parse_protocol(std::string_view name) {
+    if (name == "prefill") return protocol::prefill;
+    if (name == "question_after" || name == "question-after") return protocol::question_after;
+    throw std::invalid_argument("protocol '" + std::string(name) + "' unknown; allowed: prefill, question_after");
 }
 
 evaluator::evaluator(llama::model& model, const llama::tokenizer& tok, std::vector<variant> variants, kv_dtype dtype)
@@ -199,16 +219,16 @@ skv::model_shape evaluator::shape() const {
     return skv::model_shape{hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim};
 }
 
-cache_config evaluator::config(const variant& v) const {
+cache_config evaluator::config(const variant& v, std::int64_t n_prompt) const {
     cache_config c;
-    c.budget = v.budget;
+    c.budget = v.budget_for(n_prompt);
     c.dtype = dtype_;
     if (find_preset(v.policy).needs_boundaries) c.boundaries = boundaries_;
     return c;
 }
 
-void evaluator::validate() const {
-    for (const auto& v : variants_) make_cache(v.policy, shape(), config(v));
+void evaluator::validate(std::int64_t n_prompt) const {
+    for (const auto& v : variants_) make_cache(v.policy, shape(), config(v, n_prompt));
 }
 
 void evaluator::run(std::span<const std::int32_t> prompt, int n_new, bool track_recall, const visit_fn& visit) {
@@ -217,7 +237,7 @@ void evaluator::run(std::span<const std::int32_t> prompt, int n_new, bool track_
     const bool share = variants_.size() > 1;
     std::vector<float> logits;
     {
-        skv_attention_backend first(model_.params(), make_cache(variants_[0].policy, shape(), config(variants_[0])),
+        skv_attention_backend first(model_.params(), make_cache(variants_[0].policy, shape(), config(variants_[0], std::int64_t(prompt.size()))),
                                     {track_recall, share ? &record : nullptr});
         const auto t0 = std::chrono::steady_clock::now();
         logits = model_.prefill(prompt, first);
@@ -226,7 +246,7 @@ void evaluator::run(std::span<const std::int32_t> prompt, int n_new, bool track_
     }
     const int n = static_cast<int>(prompt.size());
     for (std::size_t i = 1; i < variants_.size(); ++i) {
-        skv_attention_backend b(model_.params(), make_cache(variants_[i].policy, shape(), config(variants_[i])),
+        skv_attention_backend b(model_.params(), make_cache(variants_[i].policy, shape(), config(variants_[i], std::int64_t(prompt.size()))),
                                 {track_recall, nullptr});
         b.prefill_from(record);
         model_.rewind(n);
@@ -243,6 +263,99 @@ std::vector<std::int32_t> evaluator::generate(skv_attention_backend& backend, st
         if (i + 1 < max_new) logits = model_.decode(next, backend);
     }
     return out;
+}
+
+std::vector<evaluator::stream_result> evaluator::run_item(std::span<const std::int32_t> ids, int n_context,
+                                                         int max_new, std::span<const protocol> protocols,
+                                                         int max_streams) {
+    const auto t_item = std::chrono::steady_clock::now();
+    const int n = static_cast<int>(ids.size());
+    if (n_context < 1 || n_context > n)
+        throw std::invalid_argument("run_item: n_context = " + std::to_string(n_context) + " outside [1, " +
+                                    std::to_string(n) + "]");
+    if (max_streams < 1) throw std::invalid_argument("run_item: max_streams = " + std::to_string(max_streams) + " < 1");
+    check_context(n, max_new, model_.params().n_ctx_train);
+
+    // The shared forward pass: exact attention, Q/K/V recorded (the recording backend's own cache is full_kv).
+    prefill_record record;
+    std::vector<float> prompt_logits;
+    {
+        skv_attention_backend rec(model_.params(), make_cache("full_kv", shape(), cache_config{}), {false, &record});
+        const auto t0 = std::chrono::steady_clock::now();
+        prompt_logits = model_.prefill(ids, rec);
+        item_forward_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+
+    std::vector<stream_result> results;
+    for (protocol p : protocols)
+        for (std::size_t v = 0; v < variants_.size(); ++v)
+            results.push_back({p, v, variants_[v].budget_for(n), {}, 0, 0, 0, 0, 0});
+
+    for (std::size_t g0 = 0; g0 < results.size(); g0 += static_cast<std::size_t>(max_streams)) {
+        const std::size_t g1 = std::min(results.size(), g0 + static_cast<std::size_t>(max_streams));
+        const auto t_group = std::chrono::steady_clock::now();
+        std::vector<std::unique_ptr<skv_attention_backend>> backends;
+        std::vector<std::vector<float>> logits(g1 - g0);
+        std::vector<std::size_t> after; // streams (group-relative) that still have the question to read
+        for (std::size_t s = g0; s < g1; ++s) {
+            const auto& r = results[s];
+            backends.push_back(std::make_unique<skv_attention_backend>(
+                model_.params(), make_cache(variants_[r.variant].policy, shape(), config(variants_[r.variant], n)),
+                skv_attention_backend::options{}));
+            if (r.proto == protocol::prefill) {
+                backends.back()->prefill_from(record);
+                logits[s - g0] = prompt_logits;
+            } else {
+                backends.back()->prefill_from(record, n_context);
+                after.push_back(s - g0);
+            }
+        }
+        const auto vocab = static_cast<std::size_t>(model_.params().n_vocab);
+        auto run_batch = [&](const std::vector<std::size_t>& rows, const std::vector<std::int32_t>& toks) {
+            std::vector<llama::attention_backend*> bs;
+            for (std::size_t r : rows) bs.push_back(backends[r].get());
+            const auto out = model_.decode_batch(toks, bs);
+            for (std::size_t i = 0; i < rows.size(); ++i)
+                logits[rows[i]].assign(out.begin() + static_cast<std::ptrdiff_t>(i * vocab),
+                                       out.begin() + static_cast<std::ptrdiff_t>((i + 1) * vocab));
+        };
+        // question_after: the question (and the turn's end, the answer's start) through the decode path.
+        if (!after.empty()) {
+            model_.rewind(n_context);
+            for (int t = n_context; t < n; ++t)
+                run_batch(after, std::vector<std::int32_t>(after.size(), ids[static_cast<std::size_t>(t)]));
+        }
+        // Every stream is now at position n: greedy generation in lockstep.
+        model_.rewind(n);
+        std::vector<std::size_t> active(g1 - g0);
+        std::iota(active.begin(), active.end(), std::size_t{0});
+        for (int step = 0; step < max_new && !active.empty(); ++step) {
+            std::vector<std::size_t> next_rows;
+            std::vector<std::int32_t> next_toks;
+            for (std::size_t r : active) {
+                const std::int32_t tok = llama::argmax(logits[r]);
+                if (std::find(stops_.begin(), stops_.end(), tok) != stops_.end()) continue;
+                results[g0 + r].answer.push_back(tok);
+                if (step + 1 < max_new) {
+                    next_rows.push_back(r);
+                    next_toks.push_back(tok);
+                }
+            }
+            if (!next_rows.empty()) run_batch(next_rows, next_toks); // position n + step; n_past advances
+            active = std::move(next_rows);
+        }
+        for (std::size_t s = g0; s < g1; ++s) {
+            auto& b = *backends[s - g0];
+            results[s].decode_steps = b.steps();
+            results[s].step_seconds = b.step_seconds();
+            const auto m = b.cache().ledger();
+            results[s].fast_bytes = double(m.fast_bytes);
+            results[s].slow_bytes = double(m.slow_bytes);
+            results[s].group_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_group).count();
+        }
+    }
+    item_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_item).count();
+    return results;
 }
 
 double token_nll(std::span<const float> logits, std::int32_t target) {

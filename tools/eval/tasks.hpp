@@ -78,15 +78,26 @@ std::vector<std::string> decoded_vocab(const llama::tokenizer& tok);
 //! Ids that end a generation: EOS, <|im_end|>, <|endoftext|> where present.
 std::vector<std::int32_t> stop_ids(const llama::tokenizer& tok, const llama::hparams& hp);
 
-//! A cache policy to evaluate: a preset name and its budget (unset: the preset has none, or its default).
+//! A cache policy to evaluate: a preset name and its budget (unset: the preset has none, or its default) — in
+//! tokens, or as a fraction of each prompt (`budget_fraction`: τ = round(fraction x prompt tokens)).
 struct variant {
     std::string policy;
     std::optional<int> budget;
+    std::optional<double> budget_fraction;
+    //! τ for a prompt of `n_prompt` tokens (the fraction resolved; at least 1), or unset.
+    std::optional<int> budget_for(std::int64_t n_prompt) const;
 };
 
-//! The variants for every policy x budget; presets without a budget option get one variant with no budget.
-//! Throws std::invalid_argument for unknown policy names.
-std::vector<variant> make_variants(const std::vector<std::string>& policies, const std::vector<int>& budgets);
+//! The variants for every policy x (budget, then budget fraction); presets without a budget option get one variant
+//! with no budget. Throws std::invalid_argument for unknown policy names and fractions outside (0, 1].
+std::vector<variant> make_variants(const std::vector<std::string>& policies, const std::vector<int>& budgets,
+                                   const std::vector<double>& fractions = {});
+
+//! How an item's question reaches the model (see generators.hpp).
+enum class protocol { prefill, question_after };
+std::string to_string(protocol p);
+//! "prefill" or "question_after" (also "question-after"); throws std::invalid_argument naming the allowed values.
+protocol parse_protocol(std::string_view name);
 
 //! Runs prompts through several policies. The prompt's forward pass does not depend on the policy (the engine
 //! computes the prompt's attention itself), so it runs once: the first policy's cache is prefilled during it, its
@@ -98,9 +109,11 @@ public:
 
     const std::vector<variant>& variants() const { return variants_; }
     skv::model_shape shape() const;
-    cache_config config(const variant& v) const;
-    //! Builds every variant's cache once, so that invalid options fail before any work (skv::invalid_argument).
-    void validate() const;
+    //! The cache options of `v` for a prompt of `n_prompt` tokens (which resolves a budget fraction).
+    cache_config config(const variant& v, std::int64_t n_prompt = 0) const;
+    //! Builds every variant's cache once for a prompt of `n_prompt` tokens, so that invalid options fail before any
+    //! work (skv::invalid_argument).
+    void validate(std::int64_t n_prompt = 0) const;
 
     //! Called once per variant with its backend (prefilled, model positioned after the prompt) and the prompt's
     //! last logits.
@@ -114,6 +127,29 @@ public:
     //! Greedy decoding from `logits` (the prompt's last): up to `max_new` tokens, stopping before a stop id.
     std::vector<std::int32_t> generate(skv_attention_backend& backend, std::vector<float> logits, int max_new);
 
+    //! One (protocol, variant) run of an item, as run_item() reports it.
+    struct stream_result {
+        protocol proto;
+        std::size_t variant;
+        std::optional<int> budget;        //!< τ used (the fraction resolved)
+        std::vector<std::int32_t> answer; //!< generated ids, stop id excluded
+        std::int64_t decode_steps = 0;    //!< steps through the policy: question (question_after) + answer
+        double step_seconds = 0;          //!< seconds in the cache's decode steps
+        double fast_bytes = 0, slow_bytes = 0; //!< the cache's ledger at the end
+        double group_seconds = 0;         //!< wall seconds of the batch this stream ran in (its own with max_streams 1)
+    };
+    //! Runs one item under every protocol x variant. One forward pass over all of `ids` (exact causal attention,
+    //! per-layer Q/K/V recorded); each stream's cache is then prefilled from the record — all of `ids` for
+    //! protocol::prefill, the first `n_context` for protocol::question_after, whose remaining tokens then go one by
+    //! one through the policy's decode path (cache.step) — and generates greedily up to `max_new` tokens. Streams
+    //! decode in lockstep through model::decode_batch, at most `max_streams` at once (each holds a cache).
+    //! Checks the context first (context_error). Returns the streams in order protocol-major.
+    std::vector<stream_result> run_item(std::span<const std::int32_t> ids, int n_context, int max_new,
+                                        std::span<const protocol> protocols, int max_streams = 16);
+    //! Seconds of the last run_item()'s shared forward pass, and of all of it.
+    double item_forward_seconds() const { return item_forward_seconds_; }
+    double item_seconds() const { return item_seconds_; }
+
 private:
     llama::model& model_;
     const llama::tokenizer& tok_;
@@ -122,6 +158,7 @@ private:
     std::vector<std::int32_t> boundaries_;
     std::vector<std::int32_t> stops_;
     double prefill_seconds_ = 0;
+    double item_forward_seconds_ = 0, item_seconds_ = 0;
 };
 
 //! -log softmax(logits)[target], in double.

