@@ -44,6 +44,8 @@ inline ref::sentence_options reference_options(const auto& sel, const auto& seg)
   o.fallback = sel.choice.fallback;
   o.threshold = sel.choice.length_threshold;
   o.mean_query = sel.choice.query == skv::query_mode::partial_mean;
+  o.blend = sel.choice.query == skv::query_mode::blend;
+  o.whole = sel.choice.whole_segments;
   return o;
 }
 

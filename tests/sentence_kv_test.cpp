@@ -26,6 +26,25 @@ TEST_CASE("sentence_kv_lossless keeps every prompt token and matches the referen
   run_against_reference<C>(o, sc, true, reference_options(o.selector, o.segmenter));
 }
 
+TEST_CASE("segment_topk options: whole segments (no cut) and the blended query match the reference") {
+  for (int variant = 0; variant < 3; ++variant) {
+    CAPTURE(variant);
+    using C = skv::sentence_kv_lossless<float>;
+    auto o = small_options<C>();
+    o.selector.choice.whole_segments = variant != 1;
+    if (variant >= 1) o.selector.choice.query = skv::query_mode::blend;
+    scenario sc;
+    sc.lengths = {700, 251};
+    run_against_reference<C>(o, sc, true, reference_options(o.selector, o.segmenter));
+  }
+  using P = skv::sentence_kv<float>; // with the pre-filter, too
+  auto o = small_options<P>();
+  o.selector.choice.whole_segments = true;
+  o.selector.choice.query = skv::query_mode::blend;
+  scenario sc;
+  run_against_reference<P>(o, sc, true, reference_options(o.selector, o.segmenter));
+}
+
 TEST_CASE("sentence_kv_paper (no sink, recent or fallback) matches the reference") {
   using C = skv::sentence_kv_paper<float>;
   auto o = small_options<C>();

@@ -20,6 +20,8 @@ struct sentence_options {
   bool fallback = true;
   int threshold = 1;
   bool mean_query = true; // false: the current query ranks (Quest)
+  bool blend = false;     // the unit mean query plus the unit current query ranks (overrides mean_query)
+  bool whole = false;     // a sentence that does not fit is skipped, not cut
   bool minmax = false;    // rank by Quest's bound instead of the mean key
   int fixed = 0;          // > 0: fixed chunks instead of sentences
   //! When set, a segment's score for one query head (instead of mean or min/max): `keys` are its retained keys.
@@ -159,11 +161,21 @@ struct sentence_model {
     if (len <= o.budget) return r;
     const int G = q_heads / kv_heads;
     std::vector<double> qbar(std::size_t(G) * dim);
-    for (int g = 0; g < G; ++g)
+    for (int g = 0; g < G; ++g) {
+      double n_sum = 0, n_cur = 0; // |q_sum|^2, |current|^2 (blend: each part scaled to unit length)
       for (int d = 0; d < dim; ++d) {
         const std::size_t i = std::size_t(kh * G + g) * dim + d;
-        qbar[std::size_t(g) * dim + d] = o.mean_query ? q_sum[i] / partial_queries : current_q[i];
+        n_sum += double(q_sum[i]) * q_sum[i];
+        n_cur += double(current_q[i]) * current_q[i];
       }
+      for (int d = 0; d < dim; ++d) {
+        const std::size_t i = std::size_t(kh * G + g) * dim + d;
+        qbar[std::size_t(g) * dim + d] = o.blend ? (n_sum > 0 ? q_sum[i] / std::sqrt(n_sum) : 0.0) +
+                                                       (n_cur > 0 ? current_q[i] / std::sqrt(n_cur) : 0.0)
+                                         : o.mean_query ? q_sum[i] / partial_queries
+                                                        : current_q[i];
+      }
+    }
     // the newest retained token (the step's own) is always attended: recent counts at least 1
     const std::int64_t recent = std::max(o.recent, 1);
     const std::int64_t head = std::min<std::int64_t>(o.sink, len), tail = std::min<std::int64_t>(recent, len - head);
@@ -211,6 +223,7 @@ struct sentence_model {
     std::int64_t left = o.budget - o.sink - recent;
     for (const auto& s : sents) {
       if (left <= 0) break;
+      if (o.whole && std::int64_t(s.eligible.size()) > left) continue; // skipped whole; lower ranks may fit
       for (std::size_t i = 0; i < s.eligible.size() && left > 0; ++i, --left) ranks.insert(s.eligible[i]);
     }
     std::vector<std::int32_t> out;

@@ -45,6 +45,52 @@ TEST_CASE("budget_topk = the shortest best-ranked prefix reaching the budget, ti
   }
 }
 
+TEST_CASE("take_top_units: the last unit cut to its first tokens, or with `whole` skipped and the rest filled") {
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 400; ++trial) {
+    const int n = 1 + int(rng() % 120);
+    std::vector<float> score(n);
+    std::vector<int> weight(n);
+    for (int i = 0; i < n; ++i) {
+      score[i] = float(int(rng() % 12)) * 0.5f; // many ties
+      weight[i] = int(rng() % 30);              // zero weights never compete
+    }
+    const std::int64_t budget = 1 + rng() % 200;
+    std::vector<int> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return score[a] > score[b]; });
+    for (bool whole : {false, true}) {
+      CAPTURE(whole);
+      // The plain rule: rank order; cut the unit that crosses the budget (or, whole, skip every unit that does not
+      // fit in what is left and go on down the ranking).
+      std::vector<std::pair<int, std::int64_t>> want; // (unit, tokens), sorted by unit below
+      std::int64_t left = budget;
+      for (int i : order) {
+        if (weight[i] == 0 || left == 0) continue;
+        if (weight[i] <= left) {
+          want.emplace_back(i, weight[i]);
+          left -= weight[i];
+        } else if (!whole) {
+          want.emplace_back(i, left);
+          left = 0;
+        }
+      }
+      std::sort(want.begin(), want.end());
+      std::vector<float> hs(budget + 1);
+      std::vector<std::int32_t> hi(budget + 1);
+      std::vector<std::pair<int, std::int64_t>> got;
+      const std::int64_t total = skv::detail::take_top_units(
+          n, [&](int i) { return score[i]; }, [&](int i) { return std::int64_t(weight[i]); }, budget, hs.data(),
+          hi.data(), [&](std::int32_t i, std::int64_t take) { got.emplace_back(i, take); }, whole);
+      REQUIRE(got == want);
+      std::int64_t sum = 0;
+      for (auto& g : got) sum += g.second;
+      REQUIRE(total == sum);
+      REQUIRE(total <= budget);
+    }
+  }
+}
+
 TEST_CASE("sort_ascending") {
   std::mt19937 rng(7);
   for (int trial = 0; trial < 50; ++trial) {

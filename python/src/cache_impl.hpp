@@ -154,10 +154,13 @@ bool set_option(Options& o, const std::string& name, const option_value& v) {
   SKV_PY_INT(selector.choice.fallback, "fallback")
   SKV_PY_INT(selector.choice.length_threshold, "length_threshold")
   SKV_PY_INT(selector.choice.dense_layers, "dense_layers")
+  SKV_PY_INT(selector.choice.whole_segments, "whole_segments")
   if constexpr (requires { o.selector.choice.query; })
     if (name == "query") {
       o.selector.choice.query = enum_option<skv::query_mode>(
-          "query", as_str(), {{"partial_mean", skv::query_mode::partial_mean}, {"current", skv::query_mode::current}});
+          "query", as_str(),
+          {{"partial_mean", skv::query_mode::partial_mean}, {"current", skv::query_mode::current},
+           {"blend", skv::query_mode::blend}});
       return true;
     }
 #undef SKV_PY_INT
@@ -170,7 +173,8 @@ std::vector<std::string> options_of() {
   static const char* all[] = {
       "softmax_scale", "check_values", "boundaries", "max_length", "min_length",       "segment_size", "budget",
       "factor",        "recent_ratio", "window",     "kernel",     "pyramid_beta",     "reuse_depth",  "unit",
-      "head_budgets",  "sink",         "recent",     "fallback",   "length_threshold", "dense_layers", "query"};
+      "head_budgets",  "sink",         "recent",     "fallback",   "length_threshold", "dense_layers", "query",
+      "whole_segments"};
   std::vector<std::string> names;
   for (const char* n : all) {
     Options probe;

@@ -174,7 +174,7 @@ def test_bad_construction():
         skv.Cache("sentence_kv", 1, QH, KH, D, boundaries=[1], fallback="no")
     with pytest.raises(ValueError, match="option 'unit' is 'page'; allowed: 'token' or 'segment'"):
         skv.Cache("snap_kv", 1, QH, KH, D, unit="page")
-    with pytest.raises(ValueError, match="option 'query' is 'last'; allowed: 'partial_mean' or 'current'"):
+    with pytest.raises(ValueError, match="option 'query' is 'last'; allowed: 'partial_mean', 'current' or 'blend'"):
         skv.Cache("sentence_kv", 1, QH, KH, D, boundaries=[1], query="last")
 
 
@@ -188,3 +188,21 @@ def test_options_by_name_reach_the_preset():
     assert indptr[1] - indptr[0] <= 64  # no fallback: a budgeted selection on the first step
     assert 0 not in indices[: indptr[1]].tolist() or indices[0] == 0  # sink 0: position 0 only if ranked in
     assert math.isclose(cache.softmax_scale, D ** -0.5, rel_tol=1e-6)
+    # segment_topk's whole_segments / blend reach the preset: no sentence is cut, so the selection is whole sentences
+    whole = skv.Cache("sentence_kv_lossless", 1, QH, KH, D, budget=64, boundaries=[1], sink=0, recent=4,
+                      fallback=False, whole_segments=True, query="blend")
+    whole.prefill(0, k, v, q, ids)
+    whole.step(0, torch.randn(1, KH, D), torch.randn(1, KH, D), torch.randn(1, QH, D), [5])
+    w_indptr, w_indices = whole.selection(0)
+    # sentences of 7 tokens (ids[::7] = 1 closes one at every 7th position); the last 4 + the step's own are recent
+    n = k.shape[0] + 1
+    for h in range(KH):
+        sel = set(w_indices[w_indptr[h]:w_indptr[h + 1]].tolist())
+        assert 0 < len(sel) <= 64
+        for p in sel:
+            if p >= n - 4:
+                continue
+            # position 0 is a boundary: sentence [0]; then [1, 7], [8, 14], ... (a boundary ends its sentence)
+            first = 0 if p == 0 else ((p - 1) // 7) * 7 + 1
+            members = [0] if p == 0 else range(first, min(first + 7, n - 4))
+            assert all(m in sel for m in members), (h, p)

@@ -16,6 +16,7 @@
 #include <skv/policy.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 SKV_NAMESPACE_BEGIN
@@ -24,6 +25,7 @@ SKV_NAMESPACE_BEGIN
 enum class query_mode {
   partial_mean, //!< mean of the open segment's queries (SentenceKV)
   current,      //!< the current decode query (Quest)
+  blend,        //!< the sum of both, each scaled to unit length (the sentence's topic and this token's need)
 };
 
 //! SentenceKV's official defaults: sink 32, recent 32, fallback while the open sentence has <= 1 query.
@@ -53,17 +55,33 @@ struct quest_choice {
 };
 
 namespace detail {
-//! The ranking query per (sequence, query head): the current query, or the open segment's mean.
+//! The ranking query of one (sequence, query head) row: the current query, the open segment's mean, or their blend.
 struct ranking_query {
   const float* q;
   const float* q_partial;
   const std::int32_t* partial_count; //!< [batch]
   float* out;
-  std::int64_t per_seq;
-  bool mean;
-  SKV_HOST_DEVICE void operator()(std::int64_t i) const {
-    const std::int32_t c = partial_count[i / per_seq];
-    out[i] = mean ? q_partial[i] / float(c > 0 ? c : 1) : q[i];
+  int heads, dim; //!< query heads per sequence, head_dim
+  query_mode mode;
+  SKV_HOST_DEVICE void operator()(std::int64_t row) const {
+    const std::int32_t c = partial_count[row / heads];
+    const float inv_c = 1.f / float(c > 0 ? c : 1);
+    const float* qc = q + row * dim;
+    const float* qp = q_partial + row * dim;
+    float* o = out + row * dim;
+    if (mode == query_mode::current) {
+      for (int d = 0; d < dim; ++d) o[d] = qc[d];
+    } else if (mode == query_mode::partial_mean) {
+      for (int d = 0; d < dim; ++d) o[d] = qp[d] * inv_c;
+    } else { // blend: unit mean + unit current (a zero vector contributes nothing)
+      float nc = 0.f, np = 0.f;
+      for (int d = 0; d < dim; ++d) {
+        nc += qc[d] * qc[d];
+        np += qp[d] * qp[d];
+      }
+      const float sc = nc > 0.f ? 1.f / sqrtf(nc) : 0.f, sp = np > 0.f ? 1.f / sqrtf(np) : 0.f;
+      for (int d = 0; d < dim; ++d) o[d] = qc[d] * sc + qp[d] * sp;
+    }
   }
 };
 
@@ -117,7 +135,7 @@ struct take_segments {
   float* heap_score; //!< [pairs, budget - sink - recent + 1]
   std::int32_t* heap_id;
   int kv_heads, sink, recent, threshold;
-  bool dense_layer, fallback;
+  bool dense_layer, fallback, whole;
   SKV_HOST_DEVICE void operator()(std::int64_t p) const {
     const std::int32_t n = length[p];
     const std::int64_t cap = out.capacity;
@@ -154,7 +172,8 @@ struct take_segments {
         heap_id + p * (budget + 1),
         [&](std::int32_t i, std::int64_t take) {
           for (std::int64_t t = 0; t < take; ++t) idx[k++] = begin_of(i) + std::int32_t(t);
-        });
+        },
+        whole);
     for (std::int32_t i = hi; i < n; ++i) idx[k++] = i;
     out.count[p] = k;
   }
@@ -173,6 +192,10 @@ public:
     int length_threshold = Defaults::length_threshold; //!< ... i.e. has <= this many queries
     query_mode query = Defaults::query;                //!< which query ranks the segments
     int dense_layers = Defaults::dense_layers;         //!< the first layers attend to everything (Quest: 2)
+    //! false (the official rule): segments in rank order until the budget, the last one cut to its first tokens;
+    //! true: a segment that does not fit is skipped and the rest of the budget goes to lower-ranked ones that fit,
+    //! so no segment is cut (a fact at a sentence's end is not lost to the cut).
+    bool whole_segments = false;
   };
   static constexpr bool needs_summaries = true;
 
@@ -225,16 +248,16 @@ public:
     if (!all_dense) { // dense layers and fallback steps need no scores
       const std::int64_t nq = std::int64_t(li.batch) * li.shape.num_q_heads * D;
       ensure_size(query_, std::size_t(nq));
-      parallel_for(nq,
+      parallel_for(std::int64_t(li.batch) * li.shape.num_q_heads,
                    detail::ranking_query{ctx.query.current, ctx.query.partial_sum, ctx.query.partial_count, raw(query_),
-                                         std::int64_t(li.shape.num_q_heads) * D, o_.query == query_mode::partial_mean},
+                                         li.shape.num_q_heads, D, o_.query},
                    li.stream);
       score(ctx);
     }
     parallel_for(P,
                  detail::take_segments{raw(score_), seg.offset, seg.rows, seg.first, seg.count, ctx.store.length,
                                        ctx.query.partial_count, out, raw(heap_score_), raw(heap_id_), H, o_.sink,
-                                       o_.recent, o_.length_threshold, dense_layer, o_.fallback},
+                                       o_.recent, o_.length_threshold, dense_layer, o_.fallback, o_.whole_segments},
                  li.stream);
   }
 
