@@ -1,4 +1,5 @@
 #include "registry.hpp"
+#include "registry_impl.hpp"
 
 #include <skv/preset_list.hpp>
 
@@ -8,30 +9,7 @@ namespace skv::eval {
 
 namespace {
 
-template <class Cache>
-class cache_model final : public cache_handle {
-public:
-    cache_model(const skv::model_shape& shape, const typename Cache::options& o) : cache_(shape, o) {}
-    void prefill(int layer, const skv::prefill_args<float>& a) override { cache_.prefill(layer, a); }
-    void step(int layer, const skv::decode_args<float>& a, skv::tensor_view<float> out) override {
-        cache_.step(layer, a, out);
-    }
-    skv::selection_csr selection(int layer) override { return cache_.selection(layer); }
-    skv::memory_ledger ledger() override { return cache_.ledger(); }
-    std::int64_t retained(int layer, int seq, int head) const override { return cache_.retained(layer, seq, head); }
-
-private:
-    Cache cache_;
-};
-
-template <class Cache>
-std::unique_ptr<cache_handle> build(const skv::model_shape& shape, const cache_config& c) {
-    typename Cache::options o;
-    if constexpr (requires { o.selector.budget; })
-        if (c.budget) o.selector.budget = *c.budget;
-    if constexpr (requires { o.segmenter.boundaries; }) o.segmenter.boundaries = c.boundaries;
-    return std::make_unique<cache_model<Cache>>(shape, o);
-}
+using detail::build;
 
 //! The entry of preset `name`, whose float instantiation is `Cache` (its bfloat16 one is looked up by name).
 template <class Cache>
@@ -71,11 +49,14 @@ const std::vector<preset_info>& presets() {
 std::string preset_names() {
     std::string s;
     for (const auto& p : presets()) s += (s.empty() ? "" : ", ") + p.name;
+    for (const auto& p : ablations()) s += ", " + p.name;
     return s;
 }
 
 const preset_info& find_preset(std::string_view name) {
     for (const auto& p : presets())
+        if (p.name == name) return p;
+    for (const auto& p : ablations())
         if (p.name == name) return p;
     throw std::invalid_argument("unknown policy '" + std::string(name) + "'; valid: " + preset_names());
 }

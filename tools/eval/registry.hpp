@@ -57,7 +57,12 @@ struct preset_info {
 //! Every preset, in the order of <skv/presets.hpp>.
 const std::vector<preset_info>& presets();
 
-//! The entry called `name`. Throws std::invalid_argument listing the valid names if there is none.
+//! Ablation variants of the presets for skv-eval (tools/eval/ablations.cpp): a preset with one slot's type or
+//! options changed, named `base+change` (or a new name for a new composition); see docs/results.md.
+const std::vector<preset_info>& ablations();
+
+//! The entry called `name` (a preset or an ablation). Throws std::invalid_argument listing the valid names if
+//! there is none.
 const preset_info& find_preset(std::string_view name);
 
 //! The valid names, comma-separated.

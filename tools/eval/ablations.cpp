@@ -1,0 +1,86 @@
+// Ablation variants for skv-eval: each is a preset of <skv/presets.hpp> with one slot's type or one option changed,
+// so that a row of the results isolates that change. They are not library presets (yet): they live here until the
+// data says which should become one.
+
+#include <skv/presets.hpp>
+
+#include "registry.hpp"
+#include "registry_impl.hpp"
+
+namespace skv::eval {
+
+namespace {
+
+//! SentenceKV without the pre-filter, each sentence summarized by its element-wise key bounds (two vectors, Quest's
+//! upper-bound score) instead of the mean key.
+template <skv::storage_type T>
+using sentence_kv_bounds =
+    skv::kv_cache<skv::sentence_segmenter, skv::minmax_key_summarizer,
+                  skv::composed_selector<skv::keep_all, skv::segment_topk<skv::sentence_kv_choice>>,
+                  skv::host_offloader, T>;
+
+template <template <class> class Cache, class Tweak>
+preset_info variant_of(std::string name, Tweak tweak) {
+  using options = typename Cache<float>::options;
+  preset_info p;
+  p.name = std::move(name);
+  p.has_budget = true;
+  p.default_budget = options{}.selector.budget;
+  p.needs_boundaries = requires(options o) { o.segmenter.boundaries; };
+  p.make = [tweak](const skv::model_shape& shape, const cache_config& c) {
+    if (c.dtype == kv_dtype::f32) return detail::build<Cache<float>>(shape, c, tweak);
+    return detail::build<Cache<skv::bfloat16>>(shape, c, tweak);
+  };
+  return p;
+}
+
+template <class O>
+void current_query(O& o) {
+  o.selector.choice.query = skv::query_mode::current;
+}
+template <class O>
+void blend_query(O& o) {
+  o.selector.choice.query = skv::query_mode::blend;
+}
+template <int N, class O>
+void dense(O& o) {
+  o.selector.choice.dense_layers = N;
+}
+template <class O>
+void whole_sentences(O& o) {
+  o.selector.retention.unit = skv::granularity::segment;
+}
+template <class O>
+void whole(O& o) {
+  o.selector.choice.whole_segments = true;
+}
+template <class O>
+void unchanged(O&) {}
+
+} // namespace
+
+const std::vector<preset_info>& ablations() {
+  static const std::vector<preset_info> all = [] {
+    std::vector<preset_info> v;
+    v.push_back(
+        variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+current", [](auto& o) { current_query(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+blend", [](auto& o) { blend_query(o); }));
+    v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds+blend", [](auto& o) { blend_query(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+whole", [](auto& o) { whole(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+whole+blend", [](auto& o) {
+      whole(o);
+      blend_query(o);
+    }));
+    v.push_back(variant_of<skv::sentence_kv>("sentence_kv+whole", [](auto& o) { whole(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+dense2", [](auto& o) { dense<2>(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+dense8", [](auto& o) { dense<8>(o); }));
+    v.push_back(variant_of<skv::sentence_kv>("sentence_kv+current", [](auto& o) { current_query(o); }));
+    v.push_back(variant_of<skv::sentence_kv>("sentence_kv+sentences", [](auto& o) { whole_sentences(o); }));
+    v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds", [](auto& o) { unchanged(o); }));
+    v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds+current", [](auto& o) { current_query(o); }));
+    return v;
+  }();
+  return all;
+}
+
+} // namespace skv::eval
