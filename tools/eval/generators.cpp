@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include "tasks.hpp"
+
 namespace skv::eval {
 
 namespace {
@@ -32,13 +34,6 @@ constexpr std::array nouns{"anchor", "badger", "beacon",  "bison",   "canyon", "
 const std::vector<std::string> task_names{"niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery", "vt",
                                           "cwe",         "fwe",           "qa_cloze"};
 
-std::string_view trim(std::string_view s) {
-  const auto ws = " \t\r\n";
-  const auto b = s.find_first_not_of(ws);
-  if (b == std::string_view::npos) return {};
-  return s.substr(b, s.find_last_not_of(ws) - b + 1);
-}
-
 int count_tokens(const llama::tokenizer& tok, std::string_view s) { return static_cast<int>(tok.encode(s).size()); }
 
 // A random value of `digits` decimal digits (no leading zero).
@@ -48,25 +43,29 @@ std::string random_number(std::mt19937& rng, int digits) {
   return std::to_string(std::uniform_int_distribution<int>(lo, lo * 10 - 1)(rng));
 }
 
-// `n` distinct adjective-noun keys.
-std::vector<std::string> random_keys(std::mt19937& rng, int n) {
+// `n` distinct strings from successive `draw()`s, in the order first drawn.
+template <class Draw>
+std::vector<std::string> distinct(int n, Draw draw) {
   std::set<std::string> seen;
-  std::vector<std::string> keys;
-  while (static_cast<int>(keys.size()) < n) {
-    std::string k = std::string(adjectives[rng() % adjectives.size()]) + "-" + nouns[rng() % nouns.size()];
-    if (seen.insert(k).second) keys.push_back(std::move(k));
-  }
-  return keys;
+  std::vector<std::string> out;
+  while (static_cast<int>(out.size()) < n)
+    if (auto s = draw(); seen.insert(s).second) out.push_back(std::move(s));
+  return out;
 }
 
-std::string random_upper(std::mt19937& rng, int n) {
-  std::string s;
-  for (int i = 0; i < n; ++i) s += static_cast<char>('A' + rng() % 26);
-  return s;
+// An adjective-noun key. The noun is drawn first, explicitly: the two draws used to be operands of one `+`, whose
+// order C++ leaves to the compiler (GCC drew the noun first, Clang the adjective), so a seed gave other keys
+// under Clang. GCC's order is kept, so the items measured so far stay the same.
+std::string random_key(std::mt19937& rng) {
+  const char* noun = nouns[rng() % nouns.size()];
+  const char* adjective = adjectives[rng() % adjectives.size()];
+  return std::string(adjective) + "-" + noun;
 }
-std::string random_lower(std::mt19937& rng, int n) {
+
+// `n` random letters from `first` ('A' or 'a') on.
+std::string random_letters(std::mt19937& rng, int n, char first) {
   std::string s;
-  for (int i = 0; i < n; ++i) s += static_cast<char>('a' + rng() % 26);
+  for (int i = 0; i < n; ++i) s += static_cast<char>(first + rng() % 26);
   return s;
 }
 
@@ -204,20 +203,14 @@ task_item generate_item(const llama::tokenizer& tok, const haystack& hay, std::s
   base.depth = o.depth;
 
   auto with_haystack = [&](task_item it, std::vector<std::pair<double, std::string>> facts) {
-    return sized(tok, o.length, system,
-                 o.length - overhead(tok, it, system) -
-                     count_tokens(tok, join(
-                                           [&] {
-                                             std::vector<std::string> v;
-                                             for (auto& f : facts) v.push_back(f.second);
-                                             return v;
-                                           }(),
-                                           " ", " ")),
-                 1.0, [&](int budget) {
-                   task_item x = it;
-                   x.context = haystack_document(hay, start, budget, facts);
-                   return x;
-                 });
+    std::vector<std::string> fact_texts;
+    for (const auto& f : facts) fact_texts.push_back(f.second);
+    const int estimate = o.length - overhead(tok, it, system) - count_tokens(tok, join(fact_texts, " ", " "));
+    return sized(tok, o.length, system, estimate, 1.0, [&](int budget) {
+      task_item x = it;
+      x.context = haystack_document(hay, start, budget, facts);
+      return x;
+    });
   };
 
   if (name.starts_with("niah_")) {
@@ -226,11 +219,8 @@ task_item generate_item(const llama::tokenizer& tok, const haystack& hay, std::s
                        "it. I will quiz you about the numbers afterwards.";
     const int n_needles = name == "niah_single" ? 1 : 4;
     const bool same_key = name == "niah_multivalue";
-    const auto keys = random_keys(rng, same_key ? 1 : n_needles);
-    std::vector<std::string> values;
-    std::set<std::string> distinct;
-    while (static_cast<int>(values.size()) < n_needles)
-      if (auto v = random_number(rng, 7); distinct.insert(v).second) values.push_back(v);
+    const auto keys = distinct(same_key ? 1 : n_needles, [&] { return random_key(rng); });
+    const auto values = distinct(n_needles, [&] { return random_number(rng, 7); });
     std::vector<std::pair<double, std::string>> facts;
     for (int i = 0; i < n_needles; ++i) {
       const double d = i == 0 ? o.depth : unit(rng);
@@ -259,10 +249,7 @@ task_item generate_item(const llama::tokenizer& tok, const haystack& hay, std::s
   if (name == "vt") {
     // One chain of 4 hops: VAR A = 12345, VAR B = VAR A, ..., at increasing depths from `depth`.
     const std::string value = random_number(rng, 5);
-    std::vector<std::string> vars;
-    std::set<std::string> distinct;
-    while (vars.size() < 5)
-      if (auto v = random_upper(rng, 5); distinct.insert(v).second) vars.push_back(v);
+    const auto vars = distinct(5, [&] { return random_letters(rng, 5, 'A'); });
     std::vector<double> depths{o.depth};
     for (int i = 1; i < 5; ++i) depths.push_back(o.depth + (1.0 - o.depth) * unit(rng));
     std::sort(depths.begin() + 1, depths.end());
@@ -324,10 +311,7 @@ task_item generate_item(const llama::tokenizer& tok, const haystack& hay, std::s
   if (name == "fwe") {
     // Coded words with Zipf counts (alpha 2): the three most frequent have counts c, c/4, c/9 (distinct, above
     // every other word's c/16).
-    std::vector<std::string> vocab;
-    std::set<std::string> distinct;
-    while (vocab.size() < 400)
-      if (auto w = random_lower(rng, 5); distinct.insert(w).second) vocab.push_back(w);
+    const auto vocab = distinct(400, [&] { return random_letters(rng, 5, 'a'); });
     base.instruction = "Read the following coded text and track the frequency of each coded word. Find the three "
                        "most frequently appeared coded words.";
     base.question = "Question: Do not provide any explanation. Please ignore the dots '....'. What are the three "

@@ -10,9 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "generators.hpp"
 #include "llama/blas_core.hpp"
@@ -68,16 +66,9 @@ int main(int argc, char** argv) {
     const auto system = sl::default_system_prompt(model.file());
 
     se::task_item item;
-    auto read = [](const std::string& path) {
-      std::ifstream f(path, std::ios::binary);
-      if (!f) throw std::runtime_error(path + ": cannot open");
-      std::ostringstream s;
-      s << f.rdbuf();
-      return s.str();
-    };
     if (!document.empty()) {
       item.instruction = "Read the following document. I will ask you about it afterwards.";
-      item.context = read(document);
+      item.context = se::read_text_file(document);
       item.question = question;
       item.max_new = 64;
     } else {
@@ -85,7 +76,7 @@ int main(int argc, char** argv) {
       o.length = length;
       o.depth = depth;
       o.seed = seed;
-      item = se::generate_item(tok, se::haystack(tok, read(haystack_path)), task, o);
+      item = se::generate_item(tok, se::haystack(tok, se::read_text_file(haystack_path)), task, o);
     }
     if (max_new > 0) item.max_new = max_new;
     const auto t = se::tokenize_item(tok, item, system);

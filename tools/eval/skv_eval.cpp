@@ -21,7 +21,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -83,14 +82,6 @@ struct totals {
 
 json budget_json(const se::variant& v) { return v.budget ? json(*v.budget) : json(nullptr); }
 
-std::string read_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw std::runtime_error(path + ": cannot open");
-    std::ostringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
 void print_json(const json& j) {
     std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
 }
@@ -113,7 +104,7 @@ int run_generated(const generated_run& g, se::evaluator& ev, const sl::tokenizer
         for (int i = 0; i < 4; ++i)
             text += "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n\n";
     } else {
-        text = read_file(g.haystack_path);
+        text = se::read_text_file(g.haystack_path);
     }
     const se::haystack hay(tok, text);
     const auto system = sl::default_system_prompt(model.file());
@@ -334,7 +325,7 @@ int main(int argc, char** argv) {
 
         if (task == "ppl" || task == "recall") {
             const bool recall = task == "recall";
-            const auto ids = tok.encode(read_file(input));
+            const auto ids = tok.encode(se::read_text_file(input));
             const std::int64_t need = std::int64_t(prefill) + decode + 1;
             if (std::int64_t(ids.size()) < need)
                 throw std::invalid_argument(input + " has " + std::to_string(ids.size()) + " tokens; --prefill " +

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <numeric>
 #include <random>
+#include <sstream>
 
 namespace skv::eval {
 
@@ -20,18 +21,27 @@ constexpr std::string_view start_header = "<|start_header_id|>";
 constexpr std::string_view end_header = "<|end_header_id|>";
 constexpr std::string_view end_of_turn = "<|eot_id|>";
 
-std::string_view trim(std::string_view s) {
-    const auto ws = " \t\r\n";
-    const auto b = s.find_first_not_of(ws);
-    if (b == std::string_view::npos) return {};
-    return s.substr(b, s.find_last_not_of(ws) - b + 1);
-}
 std::string_view trim_left(std::string_view s) {
     const auto b = s.find_first_not_of(" \t\r\n");
     return b == std::string_view::npos ? std::string_view{} : s.substr(b);
 }
 
 } // namespace
+
+std::string_view trim(std::string_view s) {
+    const auto ws = " \t\r\n";
+    const auto b = s.find_first_not_of(ws);
+    if (b == std::string_view::npos) return {};
+    return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
+std::string read_text_file(const std::filesystem::path& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw std::runtime_error(path.string() + ": cannot open");
+    std::ostringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
 
 chat_turns parse_llama3_prompt(std::string_view in) {
     if (in.starts_with(begin_of_text)) in.remove_prefix(begin_of_text.size());
@@ -235,9 +245,11 @@ void evaluator::run(std::span<const std::int32_t> prompt, int n_new, bool track_
     check_context(static_cast<std::int64_t>(prompt.size()), n_new, model_.params().n_ctx_train);
     prefill_record record;
     const bool share = variants_.size() > 1;
+    const auto n_prompt = static_cast<std::int64_t>(prompt.size());
     std::vector<float> logits;
     {
-        skv_attention_backend first(model_.params(), make_cache(variants_[0].policy, shape(), config(variants_[0], std::int64_t(prompt.size()))),
+        skv_attention_backend first(model_.params(),
+                                    make_cache(variants_[0].policy, shape(), config(variants_[0], n_prompt)),
                                     {track_recall, share ? &record : nullptr});
         const auto t0 = std::chrono::steady_clock::now();
         logits = model_.prefill(prompt, first);
@@ -246,7 +258,8 @@ void evaluator::run(std::span<const std::int32_t> prompt, int n_new, bool track_
     }
     const int n = static_cast<int>(prompt.size());
     for (std::size_t i = 1; i < variants_.size(); ++i) {
-        skv_attention_backend b(model_.params(), make_cache(variants_[i].policy, shape(), config(variants_[i], std::int64_t(prompt.size()))),
+        skv_attention_backend b(model_.params(),
+                                make_cache(variants_[i].policy, shape(), config(variants_[i], n_prompt)),
                                 {track_recall, nullptr});
         b.prefill_from(record);
         model_.rewind(n);
@@ -258,7 +271,7 @@ std::vector<std::int32_t> evaluator::generate(skv_attention_backend& backend, st
     std::vector<std::int32_t> out;
     for (int i = 0; i < max_new; ++i) {
         const std::int32_t next = llama::argmax(logits);
-        if (std::find(stops_.begin(), stops_.end(), next) != stops_.end()) break;
+        if (is_stop(next)) break;
         out.push_back(next);
         if (i + 1 < max_new) logits = model_.decode(next, backend);
     }
@@ -334,7 +347,7 @@ std::vector<evaluator::stream_result> evaluator::run_item(std::span<const std::i
             std::vector<std::int32_t> next_toks;
             for (std::size_t r : active) {
                 const std::int32_t tok = llama::argmax(logits[r]);
-                if (std::find(stops_.begin(), stops_.end(), tok) != stops_.end()) continue;
+                if (is_stop(tok)) continue;
                 results[g0 + r].answer.push_back(tok);
                 if (step + 1 < max_new) {
                     next_rows.push_back(r);
@@ -344,6 +357,8 @@ std::vector<evaluator::stream_result> evaluator::run_item(std::span<const std::i
             if (!next_rows.empty()) run_batch(next_rows, next_toks); // position n + step; n_past advances
             active = std::move(next_rows);
         }
+        const double group_seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t_group).count();
         for (std::size_t s = g0; s < g1; ++s) {
             auto& b = *backends[s - g0];
             results[s].decode_steps = b.steps();
@@ -351,7 +366,7 @@ std::vector<evaluator::stream_result> evaluator::run_item(std::span<const std::i
             const auto m = b.cache().ledger();
             results[s].fast_bytes = double(m.fast_bytes);
             results[s].slow_bytes = double(m.slow_bytes);
-            results[s].group_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_group).count();
+            results[s].group_seconds = group_seconds;
         }
     }
     item_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_item).count();

@@ -9,6 +9,7 @@
 #include "registry.hpp"
 #include "skv_backend.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -20,6 +21,12 @@
 #include <vector>
 
 namespace skv::eval {
+
+//! `s` without leading and trailing spaces, tabs and line breaks.
+std::string_view trim(std::string_view s);
+
+//! The whole file as bytes. Throws std::runtime_error naming the path if it cannot be opened.
+std::string read_text_file(const std::filesystem::path& path);
 
 //! A prompt written in the Llama-3 chat format, split into its turns.
 struct chat_turns {
@@ -151,6 +158,8 @@ public:
     double item_seconds() const { return item_seconds_; }
 
 private:
+    bool is_stop(std::int32_t id) const { return std::find(stops_.begin(), stops_.end(), id) != stops_.end(); }
+
     llama::model& model_;
     const llama::tokenizer& tok_;
     std::vector<variant> variants_;
