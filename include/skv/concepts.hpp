@@ -70,6 +70,13 @@ concept query_linear_summarizer = summarizer<S> && requires {
   requires S::linear_in_query;
 };
 
+//! A one-vector summarizer whose score for one (pre-summed) query is the plain dot product with that vector
+//! (`S::dot_score == true`), so a CPU kernel may score many segments in one pass (detail/simd.hpp).
+template <class S>
+concept dot_summarizer = query_linear_summarizer<S> && S::vectors == 1 && requires {
+  requires S::dot_score;
+};
+
 //! selector: which tokens are retained and which are attended. Requires
 //! - `typename S::options`, `S(const options&, const policy_init&)`, `S::needs_summaries` (whether `select` reads
 //!   segment summaries);

@@ -8,15 +8,12 @@
 #pragma once
 
 #include <skv/backend/tier.hpp>
+#include <skv/detail/simd.hpp>
 #include <skv/numeric.hpp>
 #include <skv/tensor.hpp>
 
 #include <cmath>
 #include <cstdint>
-
-#if defined(__AVX512F__) && !defined(__CUDA_ARCH__)
-#  include <immintrin.h>
-#endif
 
 SKV_NAMESPACE_BEGIN
 namespace detail {
@@ -41,36 +38,11 @@ struct attend_params {
   float* part_acc; //!< [items, 8, dim] unnormalised output
 };
 
-#if defined(__AVX512F__) && !defined(__CUDA_ARCH__)
+#if defined(SKV_HAVE_AVX512)
 #  define SKV_ATTEND_AVX512 1
-#  if defined(__GNUC__) && !defined(__clang__)
-// GCC 12's AVX-512 intrinsics seed results with _mm512_undefined_ps(), which -Wmaybe-uninitialized reports when
-// they are inlined here (a false positive)
-#    pragma GCC diagnostic push
-#    pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#  endif
+SKV_SIMD_CODE_BEGIN
 //! AVX-512 building blocks of the CPU decode-attention path (host code only; the portable loops are the reference).
 namespace avx512 {
-SKV_FORCEINLINE __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-SKV_FORCEINLINE __m512 load16(const bfloat16* p) { // bf16 -> f32 is a 16-bit shift
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
-}
-SKV_FORCEINLINE __m512 load16(const half* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
-
-//! Lane j of the result = sum of the 16 lanes of v[j]: a transpose-and-add tree (45 shuffles/adds for 16 sums).
-SKV_FORCEINLINE __m512 sum16(const __m512* v) {
-  __m512 w[8], x[4], y[2];
-  for (int k = 0; k < 8; ++k) // per 128-bit block: [v2k, v2k+1, v2k, v2k+1] partials
-    w[k] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]), _mm512_unpackhi_ps(v[2 * k], v[2 * k + 1]));
-  for (int k = 0; k < 4; ++k) // per block: [v4k, v4k+1, v4k+2, v4k+3] partials
-    x[k] =
-        _mm512_add_ps(_mm512_shuffle_ps(w[2 * k], w[2 * k + 1], 0x44), _mm512_shuffle_ps(w[2 * k], w[2 * k + 1], 0xee));
-  for (int k = 0; k < 2; ++k) // blocks: [v8k..8k+3 (b0+b1), (b2+b3), v8k+4..8k+7 (b0+b1), (b2+b3)]
-    y[k] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * k], x[2 * k + 1], 0x88),
-                         _mm512_shuffle_f32x4(x[2 * k], x[2 * k + 1], 0xdd));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(y[0], y[1], 0x88), _mm512_shuffle_f32x4(y[0], y[1], 0xdd));
-}
-
 //! polynomial_exp on 16 lanes (same reduction and polynomial; 2^n by scalef).
 SKV_FORCEINLINE __m512 exp16(__m512 x) {
   const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.72f));
@@ -314,8 +286,8 @@ struct attend_partial {
   }
 #endif
 };
-#if defined(SKV_ATTEND_AVX512) && defined(__GNUC__) && !defined(__clang__)
-#  pragma GCC diagnostic pop
+#if defined(SKV_ATTEND_AVX512)
+SKV_SIMD_CODE_END
 #endif
 
 //! Merges the chunks of one (pair, query head) and writes the normalised output.

@@ -11,6 +11,7 @@
 
 #include <skv/concepts.hpp>
 #include <skv/detail/dot.hpp>
+#include <skv/detail/simd.hpp>
 #include <skv/detail/topk.hpp>
 #include <skv/error.hpp>
 #include <skv/policy.hpp>
@@ -101,6 +102,7 @@ struct sum_group_queries {
 //! Score of every closed segment of every pair, a block of rows per work item; `group` query rows per pair (1 when
 //! pre-summed). A segment without retained tokens never competes (take_segments skips units of weight 0): its
 //! summary is not read. After SentenceKV's pre-filter that is most of them (~90% of the sentences at 128K).
+SKV_SIMD_CODE_BEGIN
 template <class Sum, class T, int D>
 struct score_segments {
   static constexpr int block = 64; //!< rows per work item
@@ -116,10 +118,35 @@ struct score_segments {
     const std::int64_t p = item / blocks, r0 = (item % blocks) * block;
     const std::int64_t r1 = r0 + block < rows[p] ? r0 + block : rows[p];
     const float* qp = q + p * group * D; // pair p = b * kv_heads + h owns query heads [h * group, (h + 1) * group)
+#if defined(SKV_HAVE_AVX512)
+    if constexpr (dot_summarizer<Sum> && D % 16 == 0) {
+      if (group == 1) { // a pre-summed query: the non-empty rows 16 at a time
+        const T* rows16[16];
+        std::int64_t at[16];
+        float s[16];
+        int n = 0;
+        auto flush = [&] {
+          avx512::dot_rows16<D>(qp, rows16, n, s);
+          for (int i = 0; i < n; ++i) score[at[i]] = s[i];
+          n = 0;
+        };
+        for (std::int64_t row = seg_off[p] + r0; row < seg_off[p] + r1; ++row) {
+          score[row] = 0.f;
+          if (count[row] <= 0) continue;
+          rows16[n] = summary + row * D;
+          at[n] = row;
+          if (++n == 16) flush();
+        }
+        if (n > 0) flush();
+        return;
+      }
+    }
+#endif
     for (std::int64_t row = seg_off[p] + r0; row < seg_off[p] + r1; ++row)
       score[row] = count[row] > 0 ? Sum::template score<T>(qp, group, D, summary + row * Sum::vectors * D) : 0.f;
   }
 };
+SKV_SIMD_CODE_END
 
 //! Per pair: sink + top segments under the budget + recent, as increasing store indices (or everything, for dense
 //! pairs and pairs that retain no more than the budget).
