@@ -46,7 +46,7 @@ def load_bench(path):
         r["mean_us"] = b["real_time"] * scale
         r["median_us"] = b.get("median_us", r["mean_us"])
         for k in ("GBps", "bw_frac", "fast_B", "slow_B", "moved_B", "offload_B", "tokens", "dense_frac", "GFLOPS",
-                  "threads", "neighbour_jobs_per_s"):
+                  "threads", "neighbour_jobs_per_s", "tokens_per_s", "layer_us", "bw_frac_1t", "bytes"):
             if k in b:
                 r[k] = b[k]
         rows.append(r)
@@ -121,6 +121,12 @@ def main():
     ap.add_argument("--eval", nargs="*", default=[])
     ap.add_argument("--python", default="bench/results/python_speed.json",
                     help="bench/python/speed.py --json output: the Python section, when it exists")
+    ap.add_argument("--ggml", default="bench/results/ggml_attention.json",
+                    help="bench/peers/ggml_attention.py output: the ggml section, when it exists")
+    ap.add_argument("--e2e", default="bench/results/e2e_skv.jsonl",
+                    help="skv-eval --task ppl --json output: decode tokens/s of tools/llama per preset")
+    ap.add_argument("--llama-cpp", default="bench/results/llama_cpp_decode.json",
+                    help="bench/peers/llama_cpp_decode.py output: llama.cpp on the same GGUF file and text")
     ap.add_argument("--out", default="docs/perf.md")
     ap.add_argument("--img", default="docs/img")
     ap.add_argument("--threads", default=None, help="threads of the run, when the JSON does not say (omp_threads)")
@@ -177,7 +183,8 @@ def main():
     if a.note:
         w(a.note + "\n")
     w(f"Memory read bandwidth measured in the same binary (parallel read of 1 GiB, best of 8, at start-up and at the start and end of the run; the best): "
-      f"**{mem_bw:.1f} GB/s** (figures: {', '.join(f'{x:.1f}' for x in refs)}).\n")
+      f"**{mem_bw:.1f} GB/s** (figures: {', '.join(f'{x:.1f}' for x in refs)}); one thread: "
+      f"**{float(ctx_info.get('mem_read_1t_GBps', 0)):.1f} GB/s**.\n")
     w("Inputs: `examples/synthetic.hpp` prompts (keys clustered by sentence, sentences of 12–36 tokens, three "
       "needle sentences the decode queries point at); one layer, batch 1. Reference configuration unless stated: "
       f"shape `{REF_SHAPE}` (32 query heads, 8 KV heads, head_dim 128), K/V `{REF_KV}`, budget τ = {REF_BUDGET}.\n")
@@ -265,7 +272,7 @@ def main():
     # ---- decode latency vs context ----------------------------------------------------------------------------
     w(f"## Decode step vs context ({REF_SHAPE}, τ {REF_BUDGET}, {REF_KV})\n")
     w(f"![decode step vs context]({img_rel}/decode_step_vs_context.png)\n")
-    w("The benchmarks measure one layer, layer 0. Quest attends densely in its first two layers (`dense_layers` = 2, as in the paper), so the `quest` rows here are dense steps, and `pyramid_kv` runs with layer 0's (largest) budget; measuring their sparse layers needs a multi-layer harness, which skv-bench does not have yet.\n")
+    w("These benchmarks measure one layer, layer 0. Quest attends densely in its first two layers (`dense_layers` = 2, as in the paper), so the `quest` rows here are dense steps, and `pyramid_kv` runs with layer 0's (largest) budget; the section *Whole model and batches* measures them over all layers.\n")
     w("| preset | " + " | ".join(ctx_label(c) for c in ctxs) + f" | speed-up vs dense_attend at {ctx_label(big)} |")
     w("|---|" + "---|" * (len(ctxs) + 1))
     w("| `dense_attend` (full_kv) | " + " | ".join(fmt_us(step_of(ix, "full_kv", c, "attend")) for c in ctxs) + " | 1× |")
@@ -296,6 +303,50 @@ def main():
     fig.tight_layout()
     fig.savefig(os.path.join(a.img, "decode_step_vs_context.png"), dpi=110)
     plt.close(fig)
+
+    # ---- whole model and batches -------------------------------------------------------------------------------
+    model = [r for r in rows if r["stage"] == "model_step"]
+    if model:
+        full = [r for r in model if r.get("layers") == r.get("depth") and r.get("batch") == "1"]
+        if full:
+            r0 = full[0]
+            base = next((r for r in full if r["preset"] == "full_kv"), None)
+            w(f"## Whole model and batches ({r0.get('shape')}, {r0.get('kv')}, τ {r0['budget'] or 'all'} per layer "
+              "on average)\n")
+            w(f"One decode step through all {r0.get('depth')} layers of one cache (bench/model_runner.hpp), batch 1, "
+              f"{ctx_label(r0['ctx'])} prompt, a stream with a sentence end every 24 tokens, so the mean step "
+              "includes the fallback steps (1 in 24) and tokens/s = batch / mean step. Every layer gets the same "
+              "generated prompt in its own memory; PyramidKV's per-layer budgets and Quest's two dense layers act as "
+              "in a real model. Attention only: no projections or MLP.\n")
+            w("| preset | step (mean) | step (median) | per layer | tokens/s | × full_kv | tokens attended / step | "
+              "fast tier | slow tier |")
+            w("|---|---|---|---|---|---|---|---|---|")
+            for r in full:
+                x = f"{r['tokens_per_s'] / base['tokens_per_s']:.1f}×" if base and base.get("tokens_per_s") else "—"
+                w(f"| `{r['preset']}` | {fmt_us(r['mean_us'])} | {fmt_us(r['median_us'])} | {fmt_us(r.get('layer_us'))} "
+                  f"| {r.get('tokens_per_s', 0):.1f} | {x} | {r.get('tokens', 0):,.0f} | {fmt_bytes(r.get('fast_B'))} "
+                  f"| {fmt_bytes(r.get('slow_B'))} |")
+            w("")
+        part = [r for r in model if r.get("layers") != r.get("depth")]
+        if part:
+            r0 = part[0]
+            batches = sorted({int(r["batch"]) for r in part})
+            L, D = int(r0["layers"]), int(r0["depth"])
+            w(f"Ragged batches ({ctx_label(r0['ctx'])} down to about {ctx_label(r0['ctx'] // 2)} per sequence) over "
+              f"{L} of the {D} layers (the middle layer of each of {L} equal slices of the model; a batch of 16 over "
+              f"all layers at 32K would hold ~50 GiB). tokens/s = batch / mean step of the {L}-layer stack; "
+              f"÷ {D // L} estimates the whole model (compare the batch-1 column with the table above).\n")
+            w("| preset | " + " | ".join(f"batch {b}: tokens/s ({L} layers)" for b in batches) +
+              f" | batch {batches[-1]} / batch 1 | batch {batches[-1]}: mean step |")
+            w("|---|" + "---|" * (len(batches) + 2))
+            for p in [p for p in presets if any(r["preset"] == p for r in part)]:
+                by = {int(r["batch"]): r for r in part if r["preset"] == p}
+                tps = [by[b].get("tokens_per_s") if b in by else None for b in batches]
+                scale = f"{tps[-1] / tps[0]:.1f}×" if len(tps) > 1 and tps[0] and tps[-1] else "—"
+                last = by.get(batches[-1])
+                w(f"| `{p}` | " + " | ".join(f"{t:.1f}" if t else "—" for t in tps) +
+                  f" | {scale} | {fmt_us(last['mean_us']) if last else '—'} |")
+            w("")
 
     # ---- stage breakdown ---------------------------------------------------------------------------------------
     w(f"## Stage breakdown at {ctx_label(big)} ({REF_SHAPE}, τ {REF_BUDGET}, {REF_KV})\n")
@@ -399,14 +450,22 @@ def main():
 
     # ---- bandwidth and storage types --------------------------------------------------------------------------
     w(f"## Attention bandwidth by storage type ({REF_SHAPE})\n")
-    w("GB/s = K/V bytes attended / attend time; the fraction is of the measured read bandwidth.\n")
-    w("| benchmark | ctx | K/V | time | GB/s | of measured |")
-    w("|---|---|---|---|---|---|")
+    bw1 = float(ctx_info.get("mem_read_1t_GBps", 0))
+    llc = int(float(ctx_info.get("llc_bytes", 0)))
+    w("GB/s = K/V bytes attended / attend time, against both read bandwidths measured in the same binary: all "
+      f"threads ({mem_bw:.1f} GB/s, the 70% target's reference) and one thread ({bw1:.1f} GB/s). *LLC*: the bytes one "
+      f"step reads fit in the last-level cache ({fmt_bytes(llc) if llc else 'size unknown'}) — read over and over by "
+      "the benchmark's steps, they come from the cache, so those GB/s are not DRAM figures.\n")
+    w("| benchmark | ctx | K/V | time | GB/s | of all-thread | of one-thread | bytes / step | LLC |")
+    w("|---|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: (r["stage"], r["preset"], r["ctx"], r.get("kv", ""))):
-        if r["stage"] in ("dense_attend", "attend") and r["ctx"] >= 65536 and r.get("shape") == REF_SHAPE and \
-                r["budget"] in (0, REF_BUDGET):
+        if r["stage"] in ("dense_attend", "attend") and r.get("shape") == REF_SHAPE and r["budget"] in (0, REF_BUDGET) \
+                and (r["ctx"] >= 65536 or r["ctx"] == 4096):
+            b = r.get("bytes")
+            fits = "fits" if b is not None and llc and b <= llc else ("DRAM" if b is not None and llc else "?")
+            one = f"{100 * r['GBps'] / bw1:.0f}%" if bw1 else "—"
             w(f"| `{r['stage']}/{r['preset']}` | {ctx_label(r['ctx'])} | {r['kv']} | {fmt_us(r['median_us'])} | "
-              f"{r['GBps']:.1f} | {100 * r['bw_frac']:.0f}% |")
+              f"{r['GBps']:.1f} | {100 * r['bw_frac']:.0f}% | {one} | {fmt_bytes(b)} | {fits} |")
     w("")
 
     # ---- PyTorch ------------------------------------------------------------------------------------------------
@@ -434,6 +493,75 @@ def main():
                                      f"**{t['median_us'] / o['median_us']:.1f}×**" if o and t else "—")
                     if any(c != "—" for c in cells):
                         w(f"| {shape} | {ctx_label(n)} | {b} | " + " | ".join(cells) + " |")
+        w("")
+
+    # ---- ggml ---------------------------------------------------------------------------------------------------
+    if a.ggml and os.path.exists(a.ggml):
+        with open(a.ggml) as f:
+            gj = json.load(f)
+        g_rows = []
+        for b in gj["benchmarks"]:
+            r = parse_name(b["name"])
+            r.update({k: b[k] for k in ("median_us", "GBps")})
+            g_rows.append(r)
+        gc = gj.get("context", {})
+        w("## Against ggml (llama.cpp's CPU attention; same machine, same run, same shapes)\n")
+        w(f"ggml from llama-cpp-python {gc.get('llama_cpp_python', '?')} (built for this CPU by "
+          f"`bench/peers/install_ggml.sh`), {gc.get('threads', '?')} threads, `bench/peers/ggml_attention.py`: "
+          "one decode query of all query heads over the whole context, `ggml_flash_attn_ext` or llama.cpp's "
+          "`mul_mat` + `soft_max_ext` + `mul_mat` path, K/V in F16 or BF16, in llama.cpp's token-major cache or "
+          "head-contiguous. ggml's best = the fastest of those; skv = `dense_attend` (full_kv, bfloat16). "
+          "Ratio = ggml / skv (> 1: skv faster).\n")
+        w("| shape | ctx | skv dense_attend | ggml flash_attn F16 (token-major) | ggml best (which) | ggml best / skv |")
+        w("|---|---|---|---|---|---|")
+        for shape in ("llama3_8b", "smollm2"):
+            for n in sorted({r["ctx"] for r in g_rows if r.get("shape") == shape}):
+                o = ix.get("dense_attend", "full_kv", n, 0, shape=shape)
+                cand = [r for r in g_rows if r.get("shape") == shape and r["ctx"] == n]
+                if not cand:
+                    continue
+                best = min(cand, key=lambda r: r["median_us"])
+                fa = next((r for r in cand if r["stage"] == "ggml_flash_attn" and r.get("kv") == "half"
+                           and r.get("layout") == "token"), None)
+                which = f"{best['stage'].replace('ggml_', '')}, {best.get('kv')}, {best.get('layout')}"
+                ratio = f"**{best['median_us'] / o['median_us']:.1f}×**" if o else "—"
+                w(f"| {shape} | {ctx_label(n)} | {fmt_us(o['median_us']) if o else '—'} | "
+                  f"{fmt_us(fa['median_us']) if fa else '—'} | {fmt_us(best['median_us'])} ({which}) | {ratio} |")
+        w("")
+
+    # ---- end to end -------------------------------------------------------------------------------------------
+    e2e = []
+    if a.e2e and os.path.exists(a.e2e):
+        with open(a.e2e) as f:
+            e2e = [r for r in (json.loads(l) for l in f if l.strip()) if r.get("summary") and "decode_tokens_per_s" in r]
+    if e2e:
+        r0 = e2e[0]
+        base = next((r for r in e2e if r["policy"] == "full_kv"), None)
+        w(f"## End to end: SmolLM2-135M decode on this CPU ({r0['prefill']}-token context)\n")
+        w(f"`skv-eval --task ppl`: tools/llama's runner prefills {r0['prefill']} tokens of the text, then feeds the "
+          f"next {r0['decode']} one at a time through each preset's cache (teacher forcing, one stream, every layer). "
+          "tokens/s = decode tokens / seconds of that loop; *in the cache* = the share of those seconds inside "
+          "`kv_cache::step` (selection and attention); the rest is the runner's matrix products (Q4_1 weights, "
+          "OpenBLAS) and the output head. Perplexity over the same tokens shows what each preset costs in quality.\n")
+        w("| preset | τ | decode tokens/s | × full_kv | in the cache | perplexity | × full_kv's | fast tier |")
+        w("|---|---|---|---|---|---|---|---|")
+        for r in e2e:
+            tps = r["decode_tokens_per_s"]
+            x = f"{tps / base['decode_tokens_per_s']:.2f}×" if base else "—"
+            px = f"{r['ppl'] / base['ppl']:.3f}×" if base and base.get("ppl") else "—"
+            share = 100 * r["attention_seconds"] / r["decode_seconds"] if r.get("decode_seconds") else 0
+            w(f"| `{r['policy']}` | {r.get('budget') or 'all'} | {tps:.1f} | {x} | {share:.0f}% | {r['ppl']:.3f} | "
+              f"{px} | {r.get('fast_mib', 0):.1f} MiB |")
+        if a.llama_cpp and os.path.exists(a.llama_cpp):
+            with open(a.llama_cpp) as f:
+                lj = json.load(f)
+            lc = lj.get("context", {})
+            for r in lj["runs"]:
+                x = f"{r['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f}×" if base else "—"
+                w(f"| llama.cpp (`flash_attn={r['flash_attn']}`, F16 KV, {r['threads']} threads) | all | "
+                  f"{r['decode_tokens_per_s']:.1f} | {x} | — | — | — | — |")
+            w(f"\nllama.cpp: llama-cpp-python {lc.get('llama_cpp_python', '?')}, the same GGUF file "
+              f"({lc.get('model', '?')}), the same text, `bench/peers/llama_cpp_decode.py`.")
         w("")
 
     # ---- accuracy (optional) ----------------------------------------------------------------------------------
@@ -523,10 +651,14 @@ def main():
 
     # ---- all results --------------------------------------------------------------------------------------------
     w("## Reproduce\n")
-    w("```\nbash bench/run.sh            # build skv-bench (Release, OMP, -march=native), run it, the PyTorch peer, "
-      "this report\nbuild/bin/skv-bench --quick  # a few seconds: what CI runs (ctest skv_bench_quick)\n```\n")
+    w("```\nbash bench/peers/install_ggml.sh  # once: llama-cpp-python from PyPI, built for this CPU (~10 min)\n"
+      "bash bench/run.sh                # build skv-bench (Release, OMP, -march=native), run it, the PyTorch and "
+      "ggml peers, the end-to-end runs, this report\n"
+      "build/bin/skv-bench --quick      # a few seconds: what CI runs (ctest skv_bench_quick)\n```\n")
     w("Raw results: `bench/results/skv-bench.json` (Google Benchmark JSON: every benchmark with its counters "
-      "GBps, bw_frac, moved_B, fast_B, slow_B, tokens, dense_frac, median_us) and `bench/results/torch_sdpa.json`.\n")
+      "GBps, bw_frac, moved_B, fast_B, slow_B, tokens, dense_frac, median_us, tokens_per_s), "
+      "`bench/results/torch_sdpa.json`, `bench/results/ggml_attention.json`, `bench/results/e2e_skv.jsonl` and "
+      "`bench/results/llama_cpp_decode.json`.\n")
     with open(a.out, "w") as f:
         f.write("\n".join(out) + "\n")
     print(f"wrote {a.out} and {a.img}/*.png")

