@@ -16,12 +16,10 @@ Names follow skv-bench: <stage>/ggml/ctx:<N>/budget:all/shape:<name>/kv:<type>/l
 """
 import argparse
 import ctypes
-import json
 import os
-import platform
-import statistics
 import sys
-import time
+
+from peer_common import timeit, write_results
 
 SHAPES = {"llama3_8b": (32, 8, 128), "smollm2": (9, 3, 64)}
 GGML_TYPE = {"float": 0, "half": 1, "bfloat16": 30}
@@ -144,17 +142,6 @@ class Case:
         self.g.ggml_free(self.ctx)
 
 
-def timeit(fn, min_time=0.3, min_reps=5, max_reps=200):
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < max_reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), statistics.fmean(times), len(times)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one small case per path (seconds)")
@@ -173,7 +160,7 @@ def main():
                         name = f"{path}/ggml/ctx:{n}/budget:all/shape:{shape}/kv:{kv}/layout:{layout}"
                         try:
                             c = Case(g, path, n, shape, kv, layout, a.threads)
-                            med, mean, reps = timeit(c.run)
+                            med, mean, reps = timeit(c.run, min_time=0.3)
                             c.close()
                         except (RuntimeError, MemoryError) as e:
                             print(f"{name}: skipped ({e})", file=sys.stderr)
@@ -182,11 +169,7 @@ def main():
                                      "GBps": c.bytes / med / 1e9, "threads": a.threads})
                         print(f"{name:80s} {med * 1e6:10.1f} us  {c.bytes / med / 1e9:6.1f} GB/s", flush=True)
     import llama_cpp
-    ctx = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.node(), "threads": a.threads,
-           "llama_cpp_python": llama_cpp.__version__, "load_avg": list(os.getloadavg())}
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump({"context": ctx, "benchmarks": rows}, f, indent=1)
+    write_results(a.out, "benchmarks", rows, threads=a.threads, llama_cpp_python=llama_cpp.__version__)
 
 
 if __name__ == "__main__":

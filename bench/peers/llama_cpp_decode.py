@@ -11,12 +11,12 @@ Usage: python3 bench/peers/llama_cpp_decode.py --input TEXT [--model GGUF] [--pr
 """
 import argparse
 import glob
-import json
 import os
-import platform
 import statistics
 import sys
 import time
+
+from peer_common import write_results
 
 
 def default_model():
@@ -69,11 +69,7 @@ def main():
         print(f"llama.cpp flash_attn={flash}: prefill {a.prefill} tokens {prefill_s:.1f} s, decode "
               f"{a.decode / total:.1f} tokens/s (median step {statistics.median(steps) * 1e3:.2f} ms)", flush=True)
         del llm
-    ctx = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.node(), "model": os.path.basename(model),
-           "llama_cpp_python": llama_cpp.__version__, "load_avg": list(os.getloadavg())}
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump({"context": ctx, "runs": rows}, f, indent=1)
+    write_results(a.out, "runs", rows, model=os.path.basename(model), llama_cpp_python=llama_cpp.__version__)
 
 
 if __name__ == "__main__":

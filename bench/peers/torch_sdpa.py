@@ -15,25 +15,17 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
+from peer_common import timeit
+
 SHAPES = {"llama3_8b": (32, 8, 128), "smollm2": (9, 3, 64)}
 SINK, RECENT, MEAN_SENTENCE = 32, 32, 24
 
 
-def timeit(fn, min_time=0.25, min_reps=5, max_reps=200):
-    fn()  # warm-up
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < max_reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), statistics.fmean(times), len(times)
 
 
 def sentence_table(n, gen):
