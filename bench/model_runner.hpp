@@ -108,23 +108,28 @@ public:
         out_(std::size_t(c.batch) * in.shape.q_heads * in.shape.head_dim) {}
 
   void prefill() override {
-    for (int l = c_.first(); l < c_.depth; l += c_.stride()) cache_.prefill(l, in_.prompt());
+    each_layer([&](int l) { cache_.prefill(l, in_.prompt()); });
   }
   double step() override {
     const auto tok = in_.token(n_++);
     const auto out = skv::nhd(skv::raw(out_), c_.batch, in_.shape.num_q_heads, in_.shape.head_dim);
     const auto t0 = clock::now();
-    for (int l = c_.first(); l < c_.depth; l += c_.stride()) cache_.step(l, tok, out);
+    each_layer([&](int l) { cache_.step(l, tok, out); });
     return seconds_since(t0);
   }
   std::int64_t attended() override {
     std::int64_t n = 0;
-    for (int l = c_.first(); l < c_.depth; l += c_.stride()) n += cache_.selection_nnz(l);
+    each_layer([&](int l) { n += cache_.selection_nnz(l); });
     return n;
   }
   skv::memory_ledger ledger() override { return cache_.ledger(); }
 
 private:
+  template <class F>
+  void each_layer(F f) {
+    for (int l = c_.first(); l < c_.depth; l += c_.stride()) f(l);
+  }
+
   model_config c_;
   batch_inputs<T> in_;
   Cache cache_;

@@ -53,6 +53,34 @@ def load_bench(path):
     return data.get("context", {}), rows
 
 
+def load_peer(path):
+    """A peer script's JSON (bench/peers/*.py): its context and its benchmarks, named like skv-bench's rows."""
+    with open(path) as f:
+        data = json.load(f)
+    rows = []
+    for b in data["benchmarks"]:
+        r = parse_name(b["name"])
+        r.update({k: b[k] for k in ("median_us", "mean_us", "GBps") if k in b})
+        rows.append(r)
+    return data.get("context", {}), rows
+
+
+def load_summaries(paths):
+    """The summary lines of skv-eval --json outputs (files that do not exist are skipped)."""
+    out = []
+    for path in paths:
+        if not path or not os.path.exists(path):
+            continue
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    j = json.loads(line)
+                    if j.get("summary"):
+                        out.append(j)
+    return out
+
+
 class Index:
     def __init__(self, rows):
         self.rows = rows
@@ -153,14 +181,7 @@ def main():
     ix = Index(rows)
     torch_ix, torch_ctx = None, {}
     if a.torch and os.path.exists(a.torch):
-        with open(a.torch) as f:
-            tj = json.load(f)
-        torch_ctx = tj.get("context", {})
-        trows = []
-        for b in tj["benchmarks"]:
-            r = parse_name(b["name"])
-            r["median_us"], r["mean_us"] = b["median_us"], b["mean_us"]
-            trows.append(r)
+        torch_ctx, trows = load_peer(a.torch)
         torch_ix = Index(trows)
     os.makedirs(a.img, exist_ok=True)
     img_rel = os.path.relpath(a.img, os.path.dirname(a.out) or ".")
@@ -499,14 +520,7 @@ def main():
 
     # ---- ggml ---------------------------------------------------------------------------------------------------
     if a.ggml and os.path.exists(a.ggml):
-        with open(a.ggml) as f:
-            gj = json.load(f)
-        g_rows = []
-        for b in gj["benchmarks"]:
-            r = parse_name(b["name"])
-            r.update({k: b[k] for k in ("median_us", "GBps")})
-            g_rows.append(r)
-        gc = gj.get("context", {})
+        gc, g_rows = load_peer(a.ggml)
         w("## Against ggml (llama.cpp's CPU attention; same machine, same run, same shapes)\n")
         w(f"ggml from llama-cpp-python {gc.get('llama_cpp_python', '?')} (built for this CPU by "
           f"`bench/peers/install_ggml.sh`), {gc.get('threads', '?')} threads, `bench/peers/ggml_attention.py`: "
@@ -532,10 +546,7 @@ def main():
         w("")
 
     # ---- end to end -------------------------------------------------------------------------------------------
-    e2e = []
-    if a.e2e and os.path.exists(a.e2e):
-        with open(a.e2e) as f:
-            e2e = [r for r in (json.loads(l) for l in f if l.strip()) if r.get("summary") and "decode_tokens_per_s" in r]
+    e2e = [r for r in load_summaries([a.e2e]) if "decode_tokens_per_s" in r]
     if e2e:
         r0 = e2e[0]
         base = next((r for r in e2e if r["policy"] == "full_kv"), None)
@@ -567,17 +578,7 @@ def main():
         w("")
 
     # ---- accuracy (optional) ----------------------------------------------------------------------------------
-    evals = []
-    for path in a.eval:
-        if not os.path.exists(path):
-            continue
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if line.startswith("{"):
-                    j = json.loads(line)
-                    if j.get("summary"):
-                        evals.append(j)
+    evals = load_summaries(a.eval)
     if evals:
         w("## Accuracy vs budget (skv-eval)\n")
         w(f"![accuracy vs budget]({img_rel}/accuracy_vs_budget.png)\n")

@@ -60,6 +60,13 @@ std::vector<preset_entry> presets_of(const char* type) {
   if (std::strcmp(type, "float") == 0) return presets_of<float>(type, true);
   return presets_of<skv::half>(type, true);
 }
+//! The bfloat16 preset called `name` (the first preset if there is none).
+preset_entry preset_named(std::string_view name) {
+  const auto all = presets_of("bfloat16");
+  for (const auto& e : all)
+    if (e.name == name) return e;
+  return all.front();
+}
 
 // ---- machine reference: memory read bandwidth -----------------------------------------------------------------
 struct read_chunks {
@@ -368,20 +375,16 @@ void run_model(benchmark::State& st, const model_bench& m) {
 //! 32 layers would hold ~50 GiB), for the presets that differ in how they scale.
 void register_model(bool quick) {
   std::vector<model_bench> runs;
-  const auto all = presets_of("bfloat16");
-  auto pick = [&](std::string_view name) {
-    for (const auto& e : all)
-      if (e.name == name) return e;
-    return all.front();
-  };
   if (quick) {
     for (const char* p : {"sentence_kv_lossless", "pyramid_kv", "quest"})
-      runs.push_back({pick(p), &smollm2, 512, {2048, 2, 2, 4}});
+      runs.push_back({preset_named(p), &smollm2, 512, {2048, 2, 2, 4}});
   } else {
-    for (const auto& p : all) runs.push_back({p, &llama3_8b, p.name == "full_kv" ? 0 : 1024, {32768, 1, 32, 32}});
+    for (const auto& p : presets_of("bfloat16"))
+      runs.push_back({p, &llama3_8b, p.name == "full_kv" ? 0 : 1024, {32768, 1, 32, 32}});
     for (int batch : {1, 4, 16})
       for (const char* p : {"full_kv", "sentence_kv_lossless", "sentence_kv", "snap_kv", "pyramid_kv", "quest"})
-        runs.push_back({pick(p), &llama3_8b, std::string_view(p) == "full_kv" ? 0 : 1024, {32768, batch, 4, 32}});
+        runs.push_back(
+            {preset_named(p), &llama3_8b, std::string_view(p) == "full_kv" ? 0 : 1024, {32768, batch, 4, 32}});
   }
   for (const auto& m : runs) {
     auto* b = benchmark::RegisterBenchmark(m.name().c_str(), [m](benchmark::State& st) { run_model(st, m); });
@@ -438,11 +441,7 @@ void run_neighbour(benchmark::State& st, const config& c, neighbour_mode m) {
 
 void register_neighbour(bool quick) {
   if (quick) return;
-  const preset_entry p = [] {
-    for (auto& e : presets_of("bfloat16"))
-      if (e.name == "sentence_kv_lossless") return e;
-    return presets_of("bfloat16").front();
-  }();
+  const preset_entry p = preset_named("sentence_kv_lossless");
   const config c{p, &llama3_8b, 32768, 1024};
   for (auto m : {neighbour_mode::quiet_omp, neighbour_mode::quiet_serial, neighbour_mode::busy_omp,
                  neighbour_mode::busy_serial}) {
