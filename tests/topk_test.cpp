@@ -6,6 +6,7 @@
 #include <skv/detail/topk.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -88,6 +89,112 @@ TEST_CASE("take_top_units: the last unit cut to its first tokens, or with `whole
       REQUIRE(total == sum);
       REQUIRE(total <= budget);
     }
+  }
+}
+
+// The plain rule, by a stable sort: (unit, tokens) taken, sorted by unit.
+std::vector<std::pair<int, std::int64_t>> plain_rule(const std::vector<float>& score, const std::vector<int>& weight,
+                                                     std::int64_t budget) {
+  std::vector<int> order(score.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return score[a] > score[b]; });
+  std::vector<std::pair<int, std::int64_t>> want;
+  std::int64_t left = budget;
+  for (int i : order) {
+    if (weight[i] == 0 || left == 0) continue;
+    const std::int64_t take = std::min<std::int64_t>(weight[i], left);
+    want.emplace_back(i, take);
+    left -= take;
+  }
+  std::sort(want.begin(), want.end());
+  return want;
+}
+
+TEST_CASE("budget_cut: the histogram cut is the plain rule's, over score distributions that stress the bins") {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (int trial = 0; trial < 240; ++trial) {
+    const int kind = trial % 6;
+    CAPTURE(trial);
+    CAPTURE(kind);
+    const int n = 1 + int(rng() % (trial % 2 ? 20000 : 700));
+    std::vector<float> score(n);
+    std::vector<int> weight(n);
+    for (int i = 0; i < n; ++i) {
+      const float z = normal(rng);
+      // 0 continuous; 1 a few values ulps apart; 2 all equal: zeros of both signs; 3 magnitudes 2^-100 .. 2^100;
+      // 4 outliers far above the rest; 5 heavy ties
+      const float by_kind[] = {z,
+                               1.f + 1e-6f * float(int(rng() % 7)),
+                               rng() % 2 ? -0.f : 0.f,
+                               std::ldexp(z, int(rng() % 200) - 100),
+                               i % 97 == 0 ? 1e30f : z * 1e-3f,
+                               float(int(rng() % 50)) + (rng() % 8 == 0 ? z * 1e-5f : 0.f)};
+      score[i] = by_kind[kind];
+      weight[i] = trial % 3 == 0 ? 1 : int(rng() % 30); // sizes 1 (tokens) or 0..29 (sentences; 0 never competes)
+    }
+    const std::int64_t budget = 1 + rng() % (trial % 4 == 0 ? 50 : 5000);
+    const auto want = plain_rule(score, weight, budget);
+    // cap: the scratch take_top_units gives (budget + 1), and small ones that force more radix levels
+    for (int cap : {int(budget) + 1, 1 + int(rng() % 8)}) {
+      CAPTURE(cap);
+      std::vector<float> hs(cap);
+      std::vector<std::int32_t> hi(cap);
+      skv::detail::cut_point cut;
+      const bool ok = skv::detail::budget_cut(
+          n, [&](int i) { return score[i]; }, [&](int i) { return std::int64_t(weight[i]); }, budget, cap, hs.data(),
+          hi.data(), cut);
+      REQUIRE(ok);
+      std::int64_t total = 0;
+      for (auto& w : want) total += w.second;
+      if (cut.all) {
+        REQUIRE(total < budget);
+        continue;
+      }
+      REQUIRE(!want.empty());
+      // the cut unit is the worst-ranked one taken, and takes what the plain rule gives it
+      auto worst = want.front();
+      for (auto& w : want)
+        if (score[w.first] < score[worst.first] || (score[w.first] == score[worst.first] && w.first > worst.first))
+          worst = w;
+      REQUIRE(cut.id == worst.first);
+      REQUIRE(cut.score == score[worst.first]);
+      REQUIRE(cut.take == worst.second);
+    }
+    std::vector<float> hs(budget + 1);
+    std::vector<std::int32_t> hi(budget + 1);
+    std::vector<std::pair<int, std::int64_t>> got;
+    skv::detail::take_top_units(
+        n, [&](int i) { return score[i]; }, [&](int i) { return std::int64_t(weight[i]); }, budget, hs.data(),
+        hi.data(), [&](std::int32_t i, std::int64_t take) { got.emplace_back(i, take); });
+    REQUIRE(got == want);
+  }
+}
+
+TEST_CASE("budget_cut ranks infinite scores (masked units); a NaN score leaves the rule to the heap") {
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 100; ++trial) {
+    const int n = 1 + int(rng() % 300);
+    std::vector<float> score(n);
+    std::vector<int> weight(n);
+    for (int i = 0; i < n; ++i) {
+      const int r = int(rng() % 10);
+      score[i] = r == 0 ? -INFINITY : r == 1 ? INFINITY : r == 2 ? -0.f : float(int(rng() % 9) - 4);
+      weight[i] = int(rng() % 5);
+    }
+    const std::int64_t budget = 1 + rng() % 200;
+    std::vector<float> hs(budget + 1);
+    std::vector<std::int32_t> hi(budget + 1);
+    std::vector<std::pair<int, std::int64_t>> got;
+    skv::detail::take_top_units(
+        n, [&](int i) { return score[i]; }, [&](int i) { return std::int64_t(weight[i]); }, budget, hs.data(),
+        hi.data(), [&](std::int32_t i, std::int64_t take) { got.emplace_back(i, take); });
+    REQUIRE(got == plain_rule(score, weight, budget));
+    score[rng() % n] = NAN;
+    skv::detail::cut_point cut;
+    REQUIRE_FALSE(skv::detail::budget_cut(
+        n, [&](int i) { return score[i]; }, [&](int i) { return std::int64_t(weight[i]); }, budget, int(budget) + 1,
+        hs.data(), hi.data(), cut));
   }
 }
 

@@ -1,15 +1,21 @@
 //! @file detail/topk.hpp
-//! Budgeted top-k in one pass with a bounded heap, as `SKV_HOST_DEVICE` code (this CCCL has no DeviceTopK).
+//! Budgeted top-k as `SKV_HOST_DEVICE` code (this CCCL has no DeviceTopK).
 //!
 //! "Take units in rank order until their sizes reach a token budget" is the selection rule of SentenceKV, Quest,
-//! ChunkKV and SnapKV (units of size 1). A min-heap keeps the current best units; the worst one is dropped as
-//! soon as the others already cover the budget. O(n log h) with h <= budget + 1, no allocation, deterministic:
-//! equal scores rank by lower index first.
+//! ChunkKV and SnapKV (units of size 1). Two exact algorithms, both deterministic (equal scores rank by lower index
+//! first) and allocation-free:
+//! - `budget_cut`: a weighted histogram of the scores finds the bin where the budget runs out, refined until that
+//!   bin holds at most `budget + 1` units, which are then ranked; a last pass emits the taken units in index
+//!   order. O(n) per level, whatever the units' sizes.
+//! - `budget_topk`: a min-heap keeps the current best units; the worst one is dropped as soon as the others cover
+//!   the budget. O(n log h) with h <= budget + 1 -- slow when many small units share the budget (h large), kept for
+//!   the `whole` rule and as the fallback for non-finite scores.
 #pragma once
 
 #include <skv/config.hpp>
 
 #include <cstdint>
+#include <cstring>
 
 SKV_NAMESPACE_BEGIN
 namespace detail {
@@ -95,6 +101,114 @@ SKV_HOST_DEVICE int budget_topk(std::int32_t n, Score score, Weight weight, std:
   return heap.size;
 }
 
+//! Where the budget runs out in the ranking: the units ranked above (`score`, `id`) are taken whole and unit `id`
+//! takes `take` tokens; with `all`, the units' weights do not reach the budget and every one is taken.
+struct cut_point {
+  float score = 0.f;
+  std::int32_t id = -1;
+  std::int64_t take = 0;
+  bool all = false;
+};
+
+//! An unsigned key with the float order: a < b as floats <=> key(a) < key(b) (NaN excluded; -0 keys as +0).
+SKV_HOST_DEVICE SKV_FORCEINLINE std::uint32_t order_key(float s) {
+  std::uint32_t u;
+  std::memcpy(&u, &s, sizeof u);
+  if (s == 0.f) u = 0;
+  return (u & 0x80000000u) != 0 ? ~u : (u | 0x80000000u);
+}
+
+//! Finds the cut of the budgeted ranking of units `i in [0, n)` with `weight(i) > 0` -- the same one `budget_topk`
+//! keeps -- by a weighted radix select on `order_key` of the scores: the candidates' key range [lo, hi] is split into
+//! at most 1024 bins (equal scores share a bin, a higher bin holds only higher scores), the bin where the budget runs
+//! out becomes the next range, until it holds at most `cap` units; those are ranked in the scratch (`cap` entries).
+//! At most four levels. Returns false (the caller uses the heap) when a score is NaN.
+template <class Score, class Weight>
+SKV_HOST_DEVICE bool budget_cut(std::int32_t n, Score score, Weight weight, std::int64_t budget, int cap,
+                                float* scratch_score, std::int32_t* scratch_id, cut_point& cut) {
+#if defined(__CUDA_ARCH__)
+  constexpr int radix_bits = 6; // one thread per pair: keep its local memory small
+#else
+  constexpr int radix_bits = 10;
+#endif
+  constexpr int bins = 1 << radix_bits;
+  std::uint32_t lo = 0xffffffffu, hi = 0;
+  for (std::int32_t i = 0; i < n; ++i) {
+    const float s = score(i);
+    if (s != s) return false;
+    const std::uint32_t k = order_key(s);
+    lo = k < lo ? k : lo;
+    hi = k > hi ? k : hi;
+  }
+  std::int64_t need = budget; // tokens left for the candidates, the units with lo <= key <= hi
+  for (;;) {
+    int shift = 0; // bin = (key - lo) >> shift < bins
+    while (((hi - lo) >> shift) >= std::uint32_t(bins)) ++shift;
+    std::int64_t sum[bins];
+    std::int32_t count[bins];
+    for (int b = 0; b < bins; ++b) sum[b] = 0, count[b] = 0;
+    for (std::int32_t i = 0; i < n; ++i) {
+      const std::uint32_t k = order_key(score(i));
+      if (k < lo || k > hi) continue;
+      const std::int64_t w = weight(i);
+      if (w <= 0) continue;
+      const int b = int((k - lo) >> shift);
+      sum[b] += w;
+      ++count[b];
+    }
+    int top = bins - 1; // the bin where the budget runs out, from the highest scores down
+    std::int64_t above = 0;
+    for (; top >= 0 && above + sum[top] < need; --top) above += sum[top];
+    if (top < 0) { // only at the first level: later ranges hold the rest of the budget
+      cut.all = true;
+      return true;
+    }
+    need -= above;
+    const std::uint32_t blo = lo + (std::uint32_t(top) << shift);
+    const std::uint32_t bhi = shift == 0 ? blo : blo + ((std::uint32_t(1) << shift) - 1);
+    auto in_top = [&](std::int32_t i, std::uint32_t k) {
+      return k >= blo && k <= (bhi < hi ? bhi : hi) && weight(i) > 0;
+    };
+    if (count[top] <= cap || shift == 0) { // rank the units of the crossing bin and walk them to the cut
+      rank_heap heap{scratch_score, scratch_id, 0};
+      std::int64_t acc = 0;
+      for (std::int32_t i = 0; i < n; ++i) {
+        const float s = score(i);
+        if (!in_top(i, order_key(s))) continue;
+        if (shift == 0) { // one key, one score: the units rank by index, and this is index order
+          const std::int64_t w = weight(i);
+          if (acc + w >= need) {
+            cut = cut_point{s, i, need - acc, false};
+            return true;
+          }
+          acc += w;
+          continue;
+        }
+        heap.push(s, i);
+      }
+      heap.sort_best_first();
+      for (int j = 0; j < heap.size; ++j) {
+        const std::int64_t w = weight(heap.id[j]);
+        if (acc + w >= need) {
+          cut = cut_point{heap.score[j], heap.id[j], need - acc, false};
+          return true;
+        }
+        acc += w;
+      }
+      return false; // unreachable: the bin's weights reach `need`
+    }
+    std::uint32_t nlo = 0xffffffffu, nhi = 0; // the crossing bin's exact key range becomes the candidates'
+    for (std::int32_t i = 0; i < n; ++i) {
+      const std::uint32_t k = order_key(score(i));
+      if (!in_top(i, k)) continue;
+      nlo = k < nlo ? k : nlo;
+      nhi = k > nhi ? k : nhi;
+    }
+    lo = nlo;
+    hi = nhi;
+  }
+}
+
 //! In-place ascending heap sort of int32 keys (device-safe, no allocation).
 SKV_HOST_DEVICE inline void sort_ascending(std::int32_t* a, int n) {
   auto sift = [a](int c, int m) {
@@ -127,6 +241,22 @@ SKV_HOST_DEVICE inline void sort_ascending(std::int32_t* a, int n) {
 template <class Score, class Weight, class Emit>
 SKV_HOST_DEVICE std::int64_t take_top_units(std::int32_t n, Score score, Weight weight, std::int64_t budget,
                                             float* heap_score, std::int32_t* heap_id, Emit emit, bool whole = false) {
+  if (budget <= 0) return 0;
+  cut_point cut;
+  const int cap = budget < 0x7ffffffe ? int(budget) + 1 : 0x7fffffff;
+  if (!whole && budget_cut(n, score, weight, budget, cap, heap_score, heap_id, cut)) {
+    std::int64_t total = 0; // one pass in index order: the units ranked above the cut, and the cut unit's part
+    for (std::int32_t i = 0; i < n; ++i) {
+      const float s = score(i);
+      if (!cut.all && !(s > cut.score || (s == cut.score && i <= cut.id))) continue;
+      const std::int64_t w = weight(i);
+      if (w <= 0) continue;
+      const std::int64_t take = i == cut.id ? cut.take : w;
+      emit(i, take);
+      total += take;
+    }
+    return total;
+  }
   int h = budget_topk(n, score, weight, budget, heap_score, heap_id);
   std::int64_t taken = 0;
   for (int i = 0; i + 1 < h; ++i) taken += weight(heap_id[i]);
