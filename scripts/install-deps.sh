@@ -6,8 +6,9 @@
 #                                            # gguf, nanobind, scikit-build-core, pytest, kvpress) and both models
 set -euo pipefail
 
+# libopenblas-openmp-dev: OpenBLAS on the OpenMP runtime, so skv-eval runs the library's parallel backend beside it
 pkgs=(cmake g++ make pkg-config python3 python3-pip doctest-dev libbenchmark-dev libomp-dev libopenblas-dev
-      libcli11-dev nlohmann-json3-dev libpcre2-dev clang libclang-rt-14-dev bible-kjv)
+      libopenblas-openmp-dev libcli11-dev nlohmann-json3-dev libpcre2-dev clang libclang-rt-14-dev bible-kjv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
