@@ -76,8 +76,8 @@ struct keep_top_tokens {
       for (std::int32_t i = 0; i < limit[p]; ++i) o[m++] = i;
     } else {
       take_top_units(
-          limit[p], [s](std::int32_t i) { return s[i]; }, [](std::int32_t) { return std::int64_t(1); }, k[p],
-          heap_score + p * heap_cap, heap_id + p * heap_cap, [&](std::int32_t i, std::int64_t) { o[m++] = i; });
+          limit[p], scores_at{s}, [](std::int32_t) { return std::int64_t(1); }, k[p], heap_score + p * heap_cap,
+          heap_id + p * heap_cap, [&](std::int32_t i, std::int64_t) { o[m++] = i; });
     }
     for (std::int32_t i = limit[p]; i < n[p]; ++i) o[m++] = i;
   }
@@ -134,8 +134,8 @@ struct keep_top_segments {
     std::int32_t* o = out + p * stride;
     std::int64_t m = 0;
     take_top_units(
-        segs[b], [sc](std::int32_t i) { return sc[i]; }, [w](std::int32_t i) { return std::int64_t(w[i]); }, k[p],
-        heap_score + p * heap_cap, heap_id + p * heap_cap,
+        segs[b], scores_at{sc}, [w](std::int32_t i) { return std::int64_t(w[i]); }, k[p], heap_score + p * heap_cap,
+        heap_id + p * heap_cap,
         [&](std::int32_t i, std::int64_t take) {
           for (std::int64_t t = 0; t < take; ++t) o[m++] = bs[i] + std::int32_t(t);
         });

@@ -4,18 +4,22 @@
 //! "Take units in rank order until their sizes reach a token budget" is the selection rule of SentenceKV, Quest,
 //! ChunkKV and SnapKV (units of size 1). Two exact algorithms, both deterministic (equal scores rank by lower index
 //! first) and allocation-free:
-//! - `budget_cut`: a weighted histogram of the scores finds the bin where the budget runs out, refined until that
-//!   bin holds at most `budget + 1` units, which are then ranked; a last pass emits the taken units in index
-//!   order. O(n) per level, whatever the units' sizes.
+//! - `budget_cut`: finds where the budget runs out -- from a sampled threshold and one collecting pass
+//!   (`sampled_cut`), else by a weighted radix select (histograms of the scores, refined until the bin where the
+//!   budget runs out holds at most `budget + 1` units, which are then ranked); a last pass emits the taken units in
+//!   index order. O(n) per pass, whatever the units' sizes.
 //! - `budget_topk`: a min-heap keeps the current best units; the worst one is dropped as soon as the others cover
 //!   the budget. O(n log h) with h <= budget + 1 -- slow when many small units share the budget (h large), kept for
-//!   the `whole` rule and as the fallback for non-finite scores.
+//!   the `whole` rule and as the fallback for NaN scores.
 #pragma once
 
 #include <skv/config.hpp>
+#include <skv/detail/simd.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 SKV_NAMESPACE_BEGIN
 namespace detail {
@@ -118,6 +122,96 @@ SKV_HOST_DEVICE SKV_FORCEINLINE std::uint32_t order_key(float s) {
   return (u & 0x80000000u) != 0 ? ~u : (u | 0x80000000u);
 }
 
+//! A score functor over an array: the passes over every unit then skip 16 scores at a time below a threshold.
+struct scores_at {
+  const float* p;
+  SKV_HOST_DEVICE SKV_FORCEINLINE float operator()(std::int32_t i) const { return p[i]; }
+};
+
+//! The first unit in [i, n) whose score is not below `t` (NaN is not), or n.
+template <class Score>
+SKV_HOST_DEVICE SKV_FORCEINLINE std::int32_t next_not_below(const Score& score, std::int32_t i, std::int32_t n,
+                                                            float t) {
+  if constexpr (std::is_same_v<Score, scores_at>) {
+#if defined(SKV_HAVE_AVX512)
+    const __m512 tv = _mm512_set1_ps(t);
+    for (; i + 16 <= n; i += 16) {
+      const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(score.p + i), tv, _CMP_NLT_UQ);
+      if (hit != 0) return i + __builtin_ctz(hit);
+    }
+#else
+    for (; i + 16 <= n; i += 16) { // a branch-free test of 16 scores
+      bool any = false;
+      for (int l = 0; l < 16; ++l) any |= !(score.p[i + l] < t);
+      if (any) break;
+    }
+#endif
+  }
+  while (i < n && score(i) < t) ++i;
+  return i;
+}
+
+//! The cut among the units in `heap`, which weigh `total` tokens in all: the worst ones are dropped while the others
+//! still reach `need`; the worst one left is the cut. False when `total` does not reach `need`.
+template <class Weight>
+SKV_HOST_DEVICE bool cut_in(rank_heap& heap, Weight weight, std::int64_t total, std::int64_t need, cut_point& cut) {
+  if (heap.size == 0 || total < need) return false;
+  while (heap.size > 1 && total - weight(heap.id[0]) >= need) {
+    total -= weight(heap.id[0]);
+    heap.pop();
+  }
+  cut = cut_point{heap.score[0], heap.id[0], need - (total - weight(heap.id[0])), false};
+  return true;
+}
+
+//! The fast path of `budget_cut` for many units: a threshold t from a strided sample of 512 of them -- the sampled
+//! unit where the sample, scaled up, reaches the budget, moved down by a margin of 2 sqrt(j) + 2 samples (j: the
+//! samples above it) for the sampling error -- then one pass that collects every unit scoring >= t and ranks them.
+//! Exact whenever their weights reach the budget (the cut is then among them) and they fit the scratch; otherwise
+//! (a sample that misjudged, NaN scores) false, and the caller goes on to the radix select. Two cheap passes where
+//! the radix select makes four with a histogram (a dependent add per unit when most scores share a few bins).
+template <class Score, class Weight>
+SKV_HOST_DEVICE bool sampled_cut(std::int32_t n, Score score, Weight weight, std::int64_t budget, int cap,
+                                 float* scratch_score, std::int32_t* scratch_id, cut_point& cut) {
+  constexpr int sample = 512, keep = 128;
+  if (n < 4 * sample) return false;
+  const std::int32_t stride = n / sample;
+  float top_score[keep];
+  std::int32_t top_id[keep];
+  rank_heap top{top_score, top_id, 0}; // the sample's best `keep`
+  for (int j = 0; j < sample; ++j) {
+    const std::int32_t i = j * stride;
+    const float s = score(i);
+    if (s != s || weight(i) <= 0) continue;
+    if (top.size == keep) {
+      if (!ranks_below(top.score[0], top.id[0], s, i)) continue;
+      top.pop();
+    }
+    top.push(s, i);
+  }
+  top.sort_best_first();
+  double estimate = 0; // tokens of the units ranked at or above the sampled one, scaled up from the sample
+  int j = 0;
+  for (; j < top.size && estimate < double(budget); ++j) estimate += double(weight(top.id[j])) * stride;
+  if (estimate < double(budget)) return false;
+  const int margin = 2 + int(2.0 * ::sqrt(double(j)));
+  j = j + margin < top.size ? j + margin : top.size;
+  if (double(j) * stride > cap) return false;
+  const float t = top.score[j - 1];
+  rank_heap heap{scratch_score, scratch_id, 0};
+  std::int64_t total = 0;
+  for (std::int32_t i = next_not_below(score, 0, n, t); i < n; i = next_not_below(score, i + 1, n, t)) {
+    const float s = score(i);
+    if (s != s) return false;
+    const std::int64_t w = weight(i);
+    if (w <= 0) continue;
+    if (heap.size == cap) return false;
+    heap.push(s, i);
+    total += w;
+  }
+  return cut_in(heap, weight, total, budget, cut);
+}
+
 //! Finds the cut of the budgeted ranking of units `i in [0, n)` with `weight(i) > 0` -- the same one `budget_topk`
 //! keeps -- by a weighted radix select on `order_key` of the scores: the candidates' key range [lo, hi] is split into
 //! at most 1024 bins (equal scores share a bin, a higher bin holds only higher scores), the bin where the budget runs
@@ -132,6 +226,7 @@ SKV_HOST_DEVICE bool budget_cut(std::int32_t n, Score score, Weight weight, std:
   constexpr int radix_bits = 10;
 #endif
   constexpr int bins = 1 << radix_bits;
+  if (sampled_cut(n, score, weight, budget, cap, scratch_score, scratch_id, cut)) return true;
   std::uint32_t lo = 0xffffffffu, hi = 0;
   for (std::int32_t i = 0; i < n; ++i) {
     const float s = score(i);
@@ -171,7 +266,7 @@ SKV_HOST_DEVICE bool budget_cut(std::int32_t n, Score score, Weight weight, std:
     };
     if (count[top] <= cap || shift == 0) { // rank the units of the crossing bin and walk them to the cut
       rank_heap heap{scratch_score, scratch_id, 0};
-      std::int64_t acc = 0;
+      std::int64_t acc = 0, total = 0;
       for (std::int32_t i = 0; i < n; ++i) {
         const float s = score(i);
         if (!in_top(i, order_key(s))) continue;
@@ -185,17 +280,9 @@ SKV_HOST_DEVICE bool budget_cut(std::int32_t n, Score score, Weight weight, std:
           continue;
         }
         heap.push(s, i);
+        total += weight(i);
       }
-      heap.sort_best_first();
-      for (int j = 0; j < heap.size; ++j) {
-        const std::int64_t w = weight(heap.id[j]);
-        if (acc + w >= need) {
-          cut = cut_point{heap.score[j], heap.id[j], need - acc, false};
-          return true;
-        }
-        acc += w;
-      }
-      return false; // unreachable: the bin's weights reach `need`
+      return cut_in(heap, weight, total, need, cut); // true: the bin's weights reach `need`
     }
     std::uint32_t nlo = 0xffffffffu, nhi = 0; // the crossing bin's exact key range becomes the candidates'
     for (std::int32_t i = 0; i < n; ++i) {
@@ -246,7 +333,8 @@ SKV_HOST_DEVICE std::int64_t take_top_units(std::int32_t n, Score score, Weight 
   const int cap = budget < 0x7ffffffe ? int(budget) + 1 : 0x7fffffff;
   if (!whole && budget_cut(n, score, weight, budget, cap, heap_score, heap_id, cut)) {
     std::int64_t total = 0; // one pass in index order: the units ranked above the cut, and the cut unit's part
-    for (std::int32_t i = 0; i < n; ++i) {
+    const float floor = cut.all ? -INFINITY : cut.score;
+    for (std::int32_t i = next_not_below(score, 0, n, floor); i < n; i = next_not_below(score, i + 1, n, floor)) {
       const float s = score(i);
       if (!cut.all && !(s > cut.score || (s == cut.score && i <= cut.id))) continue;
       const std::int64_t w = weight(i);

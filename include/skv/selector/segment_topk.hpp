@@ -101,7 +101,8 @@ struct sum_group_queries {
 
 //! Score of every closed segment of every pair, a block of rows per work item; `group` query rows per pair (1 when
 //! pre-summed). A segment without retained tokens never competes (take_segments skips units of weight 0): its
-//! summary is not read. After SentenceKV's pre-filter that is most of them (~90% of the sentences at 128K).
+//! summary is not read, and its score is -inf, so that the top-k's passes skip it 16 at a time with the scores
+//! below its threshold. After SentenceKV's pre-filter that is most of them (~90% of the sentences at 128K).
 SKV_SIMD_CODE_BEGIN
 template <class Sum, class T, int D>
 struct score_segments {
@@ -131,7 +132,7 @@ struct score_segments {
           n = 0;
         };
         for (std::int64_t row = seg_off[p] + r0; row < seg_off[p] + r1; ++row) {
-          score[row] = 0.f;
+          score[row] = -INFINITY;
           if (count[row] <= 0) continue;
           rows16[n] = summary + row * D;
           at[n] = row;
@@ -143,7 +144,7 @@ struct score_segments {
     }
 #endif
     for (std::int64_t row = seg_off[p] + r0; row < seg_off[p] + r1; ++row)
-      score[row] = count[row] > 0 ? Sum::template score<T>(qp, group, D, summary + row * Sum::vectors * D) : 0.f;
+      score[row] = count[row] > 0 ? Sum::template score<T>(qp, group, D, summary + row * Sum::vectors * D) : -INFINITY;
   }
 };
 SKV_SIMD_CODE_END
@@ -195,8 +196,7 @@ struct take_segments {
     std::int32_t k = 0;
     for (std::int32_t i = 0; i < head; ++i) idx[k++] = i;
     take_top_units(
-        rows[p], [s](std::int32_t i) { return s[i]; }, weight, budget, heap_score + p * (budget + 1),
-        heap_id + p * (budget + 1),
+        rows[p], scores_at{s}, weight, budget, heap_score + p * (budget + 1), heap_id + p * (budget + 1),
         [&](std::int32_t i, std::int64_t take) {
           for (std::int64_t t = 0; t < take; ++t) idx[k++] = begin_of(i) + std::int32_t(t);
         },
