@@ -1,8 +1,11 @@
 // SentenceKV against the naive reference (tests/sentence_reference.hpp), its properties, slot swaps and bad input.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 
 #include "sentence_harness.hpp"
 
@@ -158,7 +161,8 @@ TEST_CASE("SentenceKV bad input: clear errors, or documented behaviour") {
   CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o), doctest::Contains("argument 'boundaries' is empty"), skv::invalid_argument);
   o.segmenter.boundaries = {boundary};
   o.selector.budget = 64;
-  CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o), doctest::Contains("argument 'budget' is 64; allowed: > sink + max(recent, 1) (64)"),
+  CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o),
+                       doctest::Contains("argument 'budget' is 64; allowed: > sink + max(recent, 1) (64)"),
                        skv::invalid_argument);
   o.selector.budget = 1024;
   o.selector.retention.factor = 0.5f;
@@ -188,6 +192,38 @@ TEST_CASE("SentenceKV bad input: clear errors, or documented behaviour") {
     std::vector<std::int32_t> want = ref::iota(88);
     for (int i = 493; i < 501; ++i) want.push_back(i);
     CHECK(std::vector<std::int32_t>(sel.indices.begin(), sel.indices.begin() + sel.indptr[1]) == want);
+  }
+  SUBCASE("sentences whose score is NaN (keys with +inf and -inf) rank as -inf: the selection stays in the budget") {
+    auto small = small_options<skv::sentence_kv_lossless<float>>();
+    small.selector.choice.fallback = false;
+    small.check_values = false;
+    skv::sentence_kv_lossless<float> c({1, 8, 2, 64}, small);
+    std::mt19937 rng(4);
+    auto b = ref::make_batch({3000}, 8, 2, 64, 9);
+    b.ids = text_ids(3000, 12, rng);       // ~250 sentences
+    for (int t = 100; t < 3000; t += 97) { // KV head 0 of every 8th sentence or so: q . mean key = inf - inf
+      b.k[(std::size_t(t) * 2 + 0) * 64 + 3] = std::numeric_limits<float>::infinity();
+      b.k[(std::size_t(t) * 2 + 0) * 64 + 7] = -std::numeric_limits<float>::infinity();
+    }
+    ref::typed_batch<float> tb(b);
+    c.prefill(0, tb.args());
+    auto st = ref::make_step(1, 8, 2, 64, rng);
+    st.ids = {5};
+    for (int h = 0; h < 4; ++h) st.q[h * 64 + 3] = st.q[h * 64 + 7] = 1.f; // the group's summed query: > 0 in both
+    ref::typed_step<float> ts(st);
+    std::vector<float> out(8 * 64);
+    c.step(0, ts.args(), ref::out_view(out, 8, 64));
+    const auto sel = c.selection(0);
+    const std::size_t budget = std::size_t(small.selector.budget);
+    for (int p = 0; p < 2; ++p) {
+      CAPTURE(p);
+      const std::vector<std::int32_t> got(sel.indices.begin() + sel.indptr[p], sel.indices.begin() + sel.indptr[p + 1]);
+      CHECK(got.size() == budget); // sink + the best finite sentences + recent: NaN ones never displace them
+      CHECK(std::is_sorted(got.begin(), got.end()));
+      CHECK(std::adjacent_find(got.begin(), got.end()) == got.end());
+      CHECK(got.back() == 3000); // the newest token
+      for (int t = 100; t < 3000; t += 97) CHECK(!std::binary_search(got.begin() + 8, got.end() - 8, t));
+    }
   }
 }
 

@@ -206,7 +206,7 @@ TEST_CASE("sampled_cut answers for long rankings like a decode step's, with the 
   CHECK(answered >= 36); // the fast path is what runs, not only the radix select behind it
 }
 
-TEST_CASE("budget_cut ranks infinite scores (masked units); a NaN score leaves the rule to the heap") {
+TEST_CASE("budget_cut ranks infinite scores (masked units); a NaN score leaves the rule to the heap, as -inf") {
   std::mt19937 rng(3);
   for (int trial = 0; trial < 100; ++trial) {
     const int n = 1 + int(rng() % 300);
@@ -226,6 +226,19 @@ TEST_CASE("budget_cut ranks infinite scores (masked units); a NaN score leaves t
         hi.data(), [&](std::int32_t i, std::int64_t take) { got.emplace_back(i, take); });
     REQUIRE(got == plain_rule(score, weight, budget));
     score[rng() % n] = NAN;
+    score[rng() % n] = NAN;
+    // take_top_units ranks NaN as -inf (the heap path), in both rules, and never passes the budget
+    auto as_ranked = score;
+    for (auto& x : as_ranked)
+      if (x != x) x = -INFINITY;
+    for (bool whole : {false, true}) {
+      got.clear();
+      const std::int64_t total = skv::detail::take_top_units(
+          n, [&](int i) { return score[i]; }, [&](int i) { return std::int64_t(weight[i]); }, budget, hs.data(),
+          hi.data(), [&](std::int32_t i, std::int64_t take) { got.emplace_back(i, take); }, whole);
+      REQUIRE(total <= budget);
+      if (!whole) REQUIRE(got == plain_rule(as_ranked, weight, budget));
+    }
     skv::detail::cut_point cut;
     REQUIRE_FALSE(skv::detail::budget_cut(
         n, [&](int i) { return score[i]; }, [&](int i) { return std::int64_t(weight[i]); }, budget, int(budget) + 1,

@@ -324,7 +324,7 @@ SKV_HOST_DEVICE inline void sort_ascending(std::int32_t* a, int n) {
 //! first tokens; `emit(unit, take)` is then called for the taken units in increasing unit order. Returns the tokens
 //! taken. Scratch `heap_score` / `heap_id` hold `budget + 1` entries.
 //! With `whole`, no unit is cut: one that does not fit is skipped and the budget left is filled with the best-ranked
-//! units below it that fit (greedy, in rank order), so every taken unit is taken whole.
+//! units below it that fit (greedy, in rank order), so every taken unit is taken whole. A NaN score ranks as -inf.
 template <class Score, class Weight, class Emit>
 SKV_HOST_DEVICE std::int64_t take_top_units(std::int32_t n, Score score, Weight weight, std::int64_t budget,
                                             float* heap_score, std::int32_t* heap_id, Emit emit, bool whole = false) {
@@ -345,7 +345,13 @@ SKV_HOST_DEVICE std::int64_t take_top_units(std::int32_t n, Score score, Weight 
     }
     return total;
   }
-  int h = budget_topk(n, score, weight, budget, heap_score, heap_id);
+  // The heap path (the `whole` rule, NaN scores): NaN ranks as -inf, so that the ranking stays a total order and
+  // the taken tokens never pass the budget, whatever the scores.
+  auto ranked = [&score](std::int32_t i) {
+    const float v = score(i);
+    return v == v ? v : -INFINITY;
+  };
+  int h = budget_topk(n, ranked, weight, budget, heap_score, heap_id);
   std::int64_t taken = 0;
   for (int i = 0; i + 1 < h; ++i) taken += weight(heap_id[i]);
   std::int32_t cut_id = h > 0 ? heap_id[h - 1] : -1;
@@ -354,13 +360,13 @@ SKV_HOST_DEVICE std::int64_t take_top_units(std::int32_t n, Score score, Weight 
     // Every unit ranked above the cut one is kept; fill what is left from the units ranked below it.
     --h;
     std::int64_t left = cut_take;
-    float last_s = score(cut_id);
+    float last_s = ranked(cut_id);
     std::int32_t last = cut_id;
     while (left > 0) {
       std::int32_t best = -1;
       float best_s = 0.f;
       for (std::int32_t i = 0; i < n; ++i) {
-        const float s = score(i);
+        const float s = ranked(i);
         if (!ranks_below(s, i, last_s, last) || (best >= 0 && !ranks_below(best_s, best, s, i))) continue;
         const std::int64_t w = weight(i);
         if (w <= 0 || w > left) continue;
