@@ -110,6 +110,16 @@ std::vector<std::pair<int, std::int64_t>> plain_rule(const std::vector<float>& s
   return want;
 }
 
+//! The worst-ranked unit the plain rule takes (lowest score, then highest index): where its budget runs out.
+std::pair<int, std::int64_t> worst_taken(const std::vector<std::pair<int, std::int64_t>>& taken,
+                                         const std::vector<float>& score) {
+  auto worst = taken.front();
+  for (auto& w : taken)
+    if (score[w.first] < score[worst.first] || (score[w.first] == score[worst.first] && w.first > worst.first))
+      worst = w;
+  return worst;
+}
+
 TEST_CASE("budget_cut: the histogram cut is the plain rule's, over score distributions that stress the bins") {
   std::mt19937 rng(11);
   std::normal_distribution<float> normal(0.f, 1.f);
@@ -154,10 +164,7 @@ TEST_CASE("budget_cut: the histogram cut is the plain rule's, over score distrib
       }
       REQUIRE(!want.empty());
       // the cut unit is the worst-ranked one taken, and takes what the plain rule gives it
-      auto worst = want.front();
-      for (auto& w : want)
-        if (score[w.first] < score[worst.first] || (score[w.first] == score[worst.first] && w.first > worst.first))
-          worst = w;
+      const auto worst = worst_taken(want, score);
       REQUIRE(cut.id == worst.first);
       REQUIRE(cut.score == score[worst.first]);
       REQUIRE(cut.take == worst.second);
@@ -196,10 +203,7 @@ TEST_CASE("sampled_cut answers for long rankings like a decode step's, with the 
     answered += ok;
     if (!ok) continue;
     const auto want = plain_rule(score, weight, budget);
-    auto worst = want.front();
-    for (auto& w : want)
-      if (score[w.first] < score[worst.first] || (score[w.first] == score[worst.first] && w.first > worst.first))
-        worst = w;
+    const auto worst = worst_taken(want, score);
     REQUIRE(cut.id == worst.first);
     REQUIRE(cut.take == worst.second);
   }
