@@ -213,10 +213,11 @@ SKV_HOST_DEVICE bool sampled_cut(std::int32_t n, Score score, Weight weight, std
 }
 
 //! Finds the cut of the budgeted ranking of units `i in [0, n)` with `weight(i) > 0` -- the same one `budget_topk`
-//! keeps -- by a weighted radix select on `order_key` of the scores: the candidates' key range [lo, hi] is split into
-//! at most 1024 bins (equal scores share a bin, a higher bin holds only higher scores), the bin where the budget runs
-//! out becomes the next range, until it holds at most `cap` units; those are ranked in the scratch (`cap` entries).
-//! At most four levels. Returns false (the caller uses the heap) when a score is NaN.
+//! keeps -- by `sampled_cut` where it answers, else by a weighted radix select on `order_key` of the scores: the
+//! candidates' key range [lo, hi] is split into at most 1024 bins (equal scores share a bin, a higher bin holds only
+//! higher scores), the bin where the budget runs out becomes the next range, until it holds at most `cap` units; those
+//! are ranked in the scratch (`cap` entries). At most four levels. Returns false (the caller uses the heap) when a
+//! score is NaN.
 template <class Score, class Weight>
 SKV_HOST_DEVICE bool budget_cut(std::int32_t n, Score score, Weight weight, std::int64_t budget, int cap,
                                 float* scratch_score, std::int32_t* scratch_id, cut_point& cut) {
