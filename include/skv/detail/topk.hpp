@@ -151,20 +151,60 @@ SKV_HOST_DEVICE SKV_FORCEINLINE std::int32_t next_not_below(const Score& score, 
   return i;
 }
 
-//! The cut among the units in `heap`, which weigh `total` tokens in all: the worst ones are dropped while the others
-//! still reach `need`; the worst one left is the cut. False when `total` does not reach `need`.
+//! The cut among `m` collected units (`sc`, `id`, permuted in place) whose weights total at least `need`: the unit
+//! where `need` runs out in their rank order, and the tokens it takes. A weighted quickselect (pivot: the median of
+//! three by rank): each round partitions the range around the pivot and keeps the side the cut lies in, so expected
+//! O(m). Returns the cut's position: the units ranked above it are left in front of it.
 template <class Weight>
-SKV_HOST_DEVICE bool cut_in(rank_heap& heap, Weight weight, std::int64_t total, std::int64_t need, cut_point& cut) {
-  if (heap.size == 0 || total < need) return false;
-  while (heap.size > 1 && total - weight(heap.id[0]) >= need) {
-    total -= weight(heap.id[0]);
-    heap.pop();
+SKV_HOST_DEVICE int select_cut(float* sc, std::int32_t* id, int m, Weight weight, std::int64_t need,
+                               cut_point& cut) {
+  auto below = [&](int x, int y) { return ranks_below(sc[x], id[x], sc[y], id[y]); };
+  auto swap_at = [&](int x, int y) {
+    const float s = sc[x];
+    sc[x] = sc[y];
+    sc[y] = s;
+    const std::int32_t i = id[x];
+    id[x] = id[y];
+    id[y] = i;
+  };
+  int l = 0, r = m; // the cut lies in [l, r), whose weights total at least `need`
+  while (r - l > 1) {
+    const int a = l, b = l + (r - l) / 2, c = r - 1;
+    const int p = below(a, b) ? (below(b, c) ? b : (below(a, c) ? c : a)) : (below(a, c) ? a : (below(b, c) ? c : b));
+    swap_at(p, r - 1);
+    const float ps = sc[r - 1];
+    const std::int32_t pid = id[r - 1];
+    int front = l; // [l, front): ranked above the pivot
+    std::int64_t above = 0;
+    for (int i = l; i < r - 1; ++i) { // branch-free: [front, i) rank below the pivot, so the swap is harmless
+      const float s = sc[i];
+      const std::int32_t u = id[i];
+      const bool up = ranks_below(ps, pid, s, u);
+      sc[i] = sc[front];
+      id[i] = id[front];
+      sc[front] = s;
+      id[front] = u;
+      above += up ? weight(u) : 0;
+      front += up ? 1 : 0;
+    }
+    swap_at(front, r - 1);
+    if (above >= need) {
+      r = front;
+      continue;
+    }
+    const std::int64_t w = weight(id[front]);
+    if (above + w >= need) {
+      cut = cut_point{sc[front], id[front], need - above, false};
+      return front;
+    }
+    need -= above + w;
+    l = front + 1;
   }
-  cut = cut_point{heap.score[0], heap.id[0], need - (total - weight(heap.id[0])), false};
-  return true;
+  cut = cut_point{sc[l], id[l], need, false};
+  return l;
 }
 
-//! The fast path of `budget_cut` for many units: a threshold t from a strided sample of 512 of them -- the sampled
+//! The fast path of `budget_cut` for many units: a threshold t from a strided sample of 512 of them (128 on the GPU) -- the sampled
 //! unit where the sample, scaled up, reaches the budget, moved down by a margin of 2 sqrt(j) + 2 samples (j: the
 //! samples above it) for the sampling error -- then one pass that collects every unit scoring >= t and ranks them.
 //! Exact whenever their weights reach the budget (the cut is then among them) and they fit the scratch; otherwise
@@ -173,43 +213,55 @@ SKV_HOST_DEVICE bool cut_in(rank_heap& heap, Weight weight, std::int64_t total, 
 template <class Score, class Weight>
 SKV_HOST_DEVICE bool sampled_cut(std::int32_t n, Score score, Weight weight, std::int64_t budget, int cap,
                                  float* scratch_score, std::int32_t* scratch_id, cut_point& cut) {
-  constexpr int sample = 512, keep = 128;
+#if defined(__CUDA_ARCH__)
+  constexpr int sample = 128; // one thread per pair: keep its local memory small
+#else
+  constexpr int sample = 512;
+#endif
   if (n < 4 * sample) return false;
   const std::int32_t stride = n / sample;
-  float top_score[keep];
-  std::int32_t top_id[keep];
-  rank_heap top{top_score, top_id, 0}; // the sample's best `keep`
+  float ss[sample];
+  std::int32_t si[sample];
+  int ms = 0;
+  std::int64_t sampled = 0;
   for (int j = 0; j < sample; ++j) {
     const std::int32_t i = j * stride;
     const float s = score(i);
-    if (s != s || weight(i) <= 0) continue;
-    if (top.size == keep) {
-      if (!ranks_below(top.score[0], top.id[0], s, i)) continue;
-      top.pop();
-    }
-    top.push(s, i);
+    if (s != s) return false;
+    const std::int64_t w = weight(i);
+    if (w <= 0) continue;
+    ss[ms] = s;
+    si[ms++] = i;
+    sampled += w;
   }
-  top.sort_best_first();
-  double estimate = 0; // tokens of the units ranked at or above the sampled one, scaled up from the sample
-  int j = 0;
-  for (; j < top.size && estimate < double(budget); ++j) estimate += double(weight(top.id[j])) * stride;
-  if (estimate < double(budget)) return false;
-  const int margin = 2 + int(2.0 * ::sqrt(double(j)));
-  j = j + margin < top.size ? j + margin : top.size;
-  if (double(j) * stride > cap) return false;
-  const float t = top.score[j - 1];
-  rank_heap heap{scratch_score, scratch_id, 0};
+  // the sampled unit where the sample, scaled up by `stride`, reaches the budget: j samples rank at or above it
+  const std::int64_t need = (budget + stride - 1) / stride;
+  if (sampled < need) return false;
+  cut_point c;
+  const int at = select_cut(ss, si, ms, weight, need, c); // [0, at) rank above it
+  const int j = at + 1, margin = 2 + int(2.0 * ::sqrt(double(j)));
+  const int jm = j + margin < ms ? j + margin : ms;
+  if (double(jm) * stride > cap) return false;
+  float t = ss[at]; // the jm-th best sample: the (jm - j)-th best of those ranked below the crossing one
+  if (jm > j) {
+    auto one = [](std::int32_t) -> std::int64_t { return 1; };
+    t = ss[at + 1 + select_cut(ss + at + 1, si + at + 1, ms - at - 1, one, jm - j, c)];
+  }
+  int m = 0;
   std::int64_t total = 0;
   for (std::int32_t i = next_not_below(score, 0, n, t); i < n; i = next_not_below(score, i + 1, n, t)) {
     const float s = score(i);
     if (s != s) return false;
     const std::int64_t w = weight(i);
     if (w <= 0) continue;
-    if (heap.size == cap) return false;
-    heap.push(s, i);
+    if (m == cap) return false;
+    scratch_score[m] = s;
+    scratch_id[m++] = i;
     total += w;
   }
-  return cut_in(heap, weight, total, budget, cut);
+  if (total < budget) return false;
+  select_cut(scratch_score, scratch_id, m, weight, budget, cut);
+  return true;
 }
 
 //! Finds the cut of the budgeted ranking of units `i in [0, n)` with `weight(i) > 0` -- the same one `budget_topk`
@@ -266,7 +318,7 @@ SKV_HOST_DEVICE bool budget_cut(std::int32_t n, Score score, Weight weight, std:
       return k >= blo && k <= (bhi < hi ? bhi : hi) && weight(i) > 0;
     };
     if (count[top] <= cap || shift == 0) { // rank the units of the crossing bin and walk them to the cut
-      rank_heap heap{scratch_score, scratch_id, 0};
+      int m = 0;
       std::int64_t acc = 0, total = 0;
       for (std::int32_t i = 0; i < n; ++i) {
         const float s = score(i);
@@ -280,10 +332,13 @@ SKV_HOST_DEVICE bool budget_cut(std::int32_t n, Score score, Weight weight, std:
           acc += w;
           continue;
         }
-        heap.push(s, i);
+        scratch_score[m] = s;
+        scratch_id[m++] = i;
         total += weight(i);
       }
-      return cut_in(heap, weight, total, need, cut); // true: the bin's weights reach `need`
+      if (total < need) return false; // cannot happen: the bin's weights reach `need`
+      select_cut(scratch_score, scratch_id, m, weight, need, cut);
+      return true;
     }
     std::uint32_t nlo = 0xffffffffu, nhi = 0; // the crossing bin's exact key range becomes the candidates'
     for (std::int32_t i = 0; i < n; ++i) {

@@ -106,7 +106,7 @@ struct sum_group_queries {
 SKV_SIMD_CODE_BEGIN
 template <class Sum, class T, int D>
 struct score_segments {
-  static constexpr int block = 64; //!< rows per work item
+  static constexpr int block = 256; //!< rows per work item
   const float* q;                  // [pairs, group, D]
   const T* summary;                // laid out by seg_off
   const std::int64_t* seg_off;
@@ -121,24 +121,37 @@ struct score_segments {
     const float* qp = q + p * group * D; // pair p = b * kv_heads + h owns query heads [h * group, (h + 1) * group)
 #if defined(SKV_HAVE_AVX512)
     if constexpr (dot_summarizer<Sum> && D % 16 == 0) {
-      if (group == 1) { // a pre-summed query: the non-empty rows 16 at a time
-        const T* rows16[16];
-        std::int64_t at[16];
-        float s[16];
-        int n = 0;
-        auto flush = [&] {
-          avx512::dot_rows16<D>(qp, rows16, n, s);
-          for (int i = 0; i < n; ++i) score[at[i]] = s[i];
-          n = 0;
-        };
-        for (std::int64_t row = seg_off[p] + r0; row < seg_off[p] + r1; ++row) {
-          score[row] = -INFINITY;
-          if (count[row] <= 0) continue;
-          rows16[n] = summary + row * D;
-          at[n] = row;
-          if (++n == 16) flush();
+      if (group == 1) { // a pre-summed query: the non-empty rows, found 16 counts at a time, scored 16 at a time
+        std::int32_t live[block];
+        int m = 0;
+        const std::int64_t lo = seg_off[p] + r0, hi = seg_off[p] + r1;
+        std::int64_t row = lo;
+        for (; row + 16 <= hi; row += 16) {
+          _mm512_storeu_ps(score + row, _mm512_set1_ps(-INFINITY));
+          __mmask16 hit = _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(count + row), _mm512_setzero_si512());
+          for (; hit != 0; hit &= hit - 1) live[m++] = std::int32_t(row - lo) + __builtin_ctz(hit);
         }
-        if (n > 0) flush();
+        for (; row < hi; ++row) {
+          score[row] = -INFINITY;
+          if (count[row] > 0) live[m++] = std::int32_t(row - lo);
+        }
+        // the rows are scattered after a pre-filter: fetch the next batch's while this one is scored
+        constexpr int lines = int((D * sizeof(T) + 63) / 64);
+        auto prefetch = [&](int from) {
+          for (int i = from; i < m && i < from + 16; ++i)
+            for (int l = 0; l < lines; ++l)
+              _mm_prefetch(reinterpret_cast<const char*>(summary + (lo + live[i]) * D) + 64 * l, _MM_HINT_T0);
+        };
+        prefetch(0);
+        for (int i = 0; i < m; i += 16) {
+          prefetch(i + 16);
+          const T* rows16[16];
+          float s[16];
+          const int n = m - i < 16 ? m - i : 16;
+          for (int k = 0; k < n; ++k) rows16[k] = summary + (lo + live[i + k]) * D;
+          avx512::dot_rows16<D>(qp, rows16, n, s);
+          for (int k = 0; k < n; ++k) score[lo + live[i + k]] = s[k];
+        }
         return;
       }
     }
