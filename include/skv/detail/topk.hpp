@@ -204,9 +204,44 @@ SKV_HOST_DEVICE int select_cut(float* sc, std::int32_t* id, int m, Weight weight
   return l;
 }
 
-//! The fast path of `budget_cut` for many units: a threshold t from a strided sample of 512 of them (128 on the GPU) -- the sampled
-//! unit where the sample, scaled up, reaches the budget, moved down by a margin of 2 sqrt(j) + 2 samples (j: the
-//! samples above it) for the sampling error -- then one pass that collects every unit scoring >= t and ranks them.
+//! Collects the units scoring at least `t` with weight > 0 into the scratch (scores tested 16 at a time through
+//! `scores_at`): their number `m` and total weight. False on a NaN score or when more than `cap` qualify.
+template <class Score, class Weight>
+SKV_HOST_DEVICE bool collect_at_least(std::int32_t n, const Score& score, const Weight& weight, float t, int cap,
+                                      float* scratch_score, std::int32_t* scratch_id, int& m, std::int64_t& total) {
+  m = 0;
+  total = 0;
+  for (std::int32_t i = next_not_below(score, 0, n, t); i < n; i = next_not_below(score, i + 1, n, t)) {
+    const float s = score(i);
+    if (s != s) return false;
+    const std::int64_t w = weight(i);
+    if (w <= 0) continue;
+    if (m == cap) return false;
+    scratch_score[m] = s;
+    scratch_id[m++] = i;
+    total += w;
+  }
+  return true;
+}
+
+//! The cut when every unit scoring below `floor` is known to rank below it (the sketched selection's pruned
+//! segments): one collecting pass over the units at or above `floor`, then `select_cut`. False when they do not
+//! reach the budget or do not fit the scratch (the caller then ranks every unit).
+template <class Score, class Weight>
+SKV_HOST_DEVICE bool floor_cut(std::int32_t n, Score score, Weight weight, std::int64_t budget, int cap, float floor,
+                               float* scratch_score, std::int32_t* scratch_id, cut_point& cut) {
+  int m = 0;
+  std::int64_t total = 0;
+  if (!collect_at_least(n, score, weight, floor, cap, scratch_score, scratch_id, m, total) || total < budget)
+    return false;
+  select_cut(scratch_score, scratch_id, m, weight, budget, cut);
+  return true;
+}
+
+//! The fast path of `budget_cut` for many units: a threshold t from a strided sample of 512 of them (128 on the
+//! GPU) -- the j best samples reach the budget when scaled up (j from the samples' mean weight), and t is the score
+//! of sample j + 2 sqrt(j) + 2, a margin for the sampling error -- then one pass that collects every unit scoring
+//! >= t and finds the cut among them.
 //! Exact whenever their weights reach the budget (the cut is then among them) and they fit the scratch; otherwise
 //! (a sample that misjudged, NaN scores) false, and the caller goes on to the radix select. Two cheap passes where
 //! the radix select makes four with a histogram (a dependent add per unit when most scores share a few bins).
@@ -234,32 +269,19 @@ SKV_HOST_DEVICE bool sampled_cut(std::int32_t n, Score score, Weight weight, std
     si[ms++] = i;
     sampled += w;
   }
-  // the sampled unit where the sample, scaled up by `stride`, reaches the budget: j samples rank at or above it
-  const std::int64_t need = (budget + stride - 1) / stride;
-  if (sampled < need) return false;
-  cut_point c;
-  const int at = select_cut(ss, si, ms, weight, need, c); // [0, at) rank above it
-  const int j = at + 1, margin = 2 + int(2.0 * ::sqrt(double(j)));
+  // the samples that reach the budget when scaled up by `stride` (from their mean weight), plus a margin for the
+  // sampling error: the threshold is the score of the last of them
+  if (ms == 0 || double(sampled) * stride < double(budget)) return false;
+  const double per_sample = double(sampled) / ms * stride;
+  const int j = int(::ceil(double(budget) / per_sample)), margin = 2 + int(2.0 * ::sqrt(double(j)));
   const int jm = j + margin < ms ? j + margin : ms;
   if (double(jm) * stride > cap) return false;
-  float t = ss[at]; // the jm-th best sample: the (jm - j)-th best of those ranked below the crossing one
-  if (jm > j) {
-    auto one = [](std::int32_t) -> std::int64_t { return 1; };
-    t = ss[at + 1 + select_cut(ss + at + 1, si + at + 1, ms - at - 1, one, jm - j, c)];
-  }
+  cut_point c;
+  auto one = [](std::int32_t) -> std::int64_t { return 1; };
+  const float t = ss[select_cut(ss, si, ms, one, jm, c)];
   int m = 0;
   std::int64_t total = 0;
-  for (std::int32_t i = next_not_below(score, 0, n, t); i < n; i = next_not_below(score, i + 1, n, t)) {
-    const float s = score(i);
-    if (s != s) return false;
-    const std::int64_t w = weight(i);
-    if (w <= 0) continue;
-    if (m == cap) return false;
-    scratch_score[m] = s;
-    scratch_id[m++] = i;
-    total += w;
-  }
-  if (total < budget) return false;
+  if (!collect_at_least(n, score, weight, t, cap, scratch_score, scratch_id, m, total) || total < budget) return false;
   select_cut(scratch_score, scratch_id, m, weight, budget, cut);
   return true;
 }
@@ -381,13 +403,17 @@ SKV_HOST_DEVICE inline void sort_ascending(std::int32_t* a, int n) {
 //! taken. Scratch `heap_score` / `heap_id` hold `budget + 1` entries.
 //! With `whole`, no unit is cut: one that does not fit is skipped and the budget left is filled with the best-ranked
 //! units below it that fit (greedy, in rank order), so every taken unit is taken whole. A NaN score ranks as -inf.
+//! `known_floor` (not with `whole`): the caller knows that every unit scoring below it ranks below the cut.
 template <class Score, class Weight, class Emit>
 SKV_HOST_DEVICE std::int64_t take_top_units(std::int32_t n, Score score, Weight weight, std::int64_t budget,
-                                            float* heap_score, std::int32_t* heap_id, Emit emit, bool whole = false) {
+                                            float* heap_score, std::int32_t* heap_id, Emit emit, bool whole = false,
+                                            float known_floor = -INFINITY) {
   if (budget <= 0) return 0;
   cut_point cut;
   const int cap = budget < 0x7ffffffe ? int(budget) + 1 : 0x7fffffff;
-  if (!whole && budget_cut(n, score, weight, budget, cap, heap_score, heap_id, cut)) {
+  if (!whole &&
+      ((known_floor > -INFINITY && floor_cut(n, score, weight, budget, cap, known_floor, heap_score, heap_id, cut)) ||
+       budget_cut(n, score, weight, budget, cap, heap_score, heap_id, cut))) {
     std::int64_t total = 0; // one pass in index order: the units ranked above the cut, and the cut unit's part
     const float floor = cut.all ? -INFINITY : cut.score;
     for (std::int32_t i = next_not_below(score, 0, n, floor); i < n; i = next_not_below(score, i + 1, n, floor)) {
