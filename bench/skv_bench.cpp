@@ -46,6 +46,11 @@ bool typed(std::string_view name) {
   return name == "full_kv" || name == "sentence_kv" || name == "sentence_kv_lossless";
 }
 
+//! A preset with the mean key replaced by the sketched mean key (the same selection; bench-only ablation rows).
+template <template <class> class Preset, class T>
+using sketched = skv::kv_cache<typename Preset<T>::segmenter_type, skv::sketched_mean_key_summarizer,
+                               typename Preset<T>::selector_type, typename Preset<T>::offloader_type, T>;
+
 template <class T>
 std::vector<preset_entry> presets_of(const char* type, bool only_typed) {
   std::vector<preset_entry> v;
@@ -54,6 +59,13 @@ std::vector<preset_entry> presets_of(const char* type, bool only_typed) {
     if (!only_typed || typed(name)) v.push_back({std::string(name), type, factory<cache>(), model_factory<cache>()});
   });
   return v;
+}
+//! The SentenceKV presets with the sketched mean key (bfloat16): the selection stage and the step, for flatness.
+std::vector<preset_entry> sketched_presets() {
+  using plain = sketched<skv::sentence_kv, skv::bfloat16>;
+  using lossless = sketched<skv::sentence_kv_lossless, skv::bfloat16>;
+  return {{"sentence_kv+sketch", "bfloat16", factory<plain>(), model_factory<plain>()},
+          {"sentence_kv_lossless+sketch", "bfloat16", factory<lossless>(), model_factory<lossless>()}};
 }
 std::vector<preset_entry> presets_of(const char* type) {
   if (std::strcmp(type, "bfloat16") == 0) return presets_of<skv::bfloat16>(type, false);
@@ -490,6 +502,9 @@ void register_all(bool quick) {
         const bool dense = p.name == "full_kv";
         for (int budget : dense ? std::vector<int>{0} : budgets) register_config({p, s, ctx, budget}, all, quick);
       }
+      if (s == &llama3_8b)
+        for (const auto& p : sketched_presets())
+          register_config({p, s, ctx, 1024}, {stage::select, stage::decode_step}, quick);
       // float and half K/V: the attention-bound stages of the dense baseline and SentenceKV, long contexts
       if (!quick && s == &llama3_8b && ctx >= 65536)
         for (const char* type : {"float", "half"})

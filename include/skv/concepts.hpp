@@ -77,6 +77,14 @@ concept dot_summarizer = query_linear_summarizer<S> && S::vectors == 1 && requir
   requires S::dot_score;
 };
 
+//! A dot summarizer that also keeps an int8 sketch of each summary (`S::int8_sketch == true`): the segment table
+//! stores the codes and an error bound beside the summary, and `segment_topk` uses them to skip the full-precision
+//! score of segments that cannot make the budget. The selection stays exactly the same (detail/sketch.hpp).
+template <class S>
+concept sketched_summarizer = dot_summarizer<S> && requires {
+  requires S::int8_sketch;
+};
+
 //! selector: which tokens are retained and which are attended. Requires
 //! - `typename S::options`, `S(const options&, const policy_init&)`, `S::needs_summaries` (whether `select` reads
 //!   segment summaries);

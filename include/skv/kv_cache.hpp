@@ -304,7 +304,9 @@ public:
 
 private:
   tier_resources memory() const { return {opts_.fast_memory, opts_.slow_memory}; }
-  policy_init init(int layer) const { return {layer, shape_.num_layers, shape_, int(sizeof(T)), memory()}; }
+  policy_init init(int layer) const {
+    return {layer, shape_.num_layers, shape_, int(sizeof(T)), memory(), sketched_summarizer<Sum>};
+  }
   layer_info info(int layer, int batch, stream_t s) const {
     return {layer, shape_.num_layers, shape_, batch, softmax_scale(), s};
   }

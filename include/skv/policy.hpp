@@ -36,8 +36,9 @@ struct policy_init {
   int layer = 0;
   int num_layers = 1;
   model_shape shape;
-  int value_bytes = 2;   //!< bytes of one stored K/V element (sizeof the cache's storage type)
-  tier_resources memory; //!< allocate from these (`tier_allocator` / `bind`)
+  int value_bytes = 2;             //!< bytes of one stored K/V element (sizeof the cache's storage type)
+  tier_resources memory;           //!< allocate from these (`tier_allocator` / `bind`)
+  bool sketched_summaries = false; //!< the segment table keeps int8 sketches (`sketched_summarizer`)
 };
 
 //! The layer a call works on.
@@ -90,6 +91,8 @@ struct segment_view {
   const std::int32_t* first = nullptr;     //!< [row] store index of its first retained token
   const std::int32_t* count = nullptr;     //!< [row] its retained tokens (0: no usable summary)
   const T* summary = nullptr;              //!< [row, vectors, dim]
+  const std::uint8_t* sketch = nullptr;    //!< [row, dim] int8 codes of the summary + 128 (sketched summarizers)
+  const float* sketch_meta = nullptr;      //!< [row, 4] the codes' scale and error terms (detail/sketch.hpp)
   std::span<const std::int64_t> rows_host; //!< [pairs] host copy of `rows`
 };
 

@@ -4,7 +4,9 @@
 //! token closes a segment, and after an eviction.
 #pragma once
 
+#include <skv/concepts.hpp>
 #include <skv/detail/ragged.hpp>
+#include <skv/detail/sketch.hpp>
 #include <skv/numeric.hpp>
 #include <skv/policy.hpp>
 
@@ -34,6 +36,8 @@ struct segment_locator {
   std::int32_t* first;
   std::int32_t* count;
   T* summary;
+  std::uint8_t* sketch; //!< [row, dim] (sketched summarizers)
+  float* sketch_meta;   //!< [row, sketch_meta_width]
   int dim;
   struct key_rows {
     const T* base;
@@ -47,11 +51,11 @@ struct segment_locator {
     count[row] = std::int32_t(e - a);
     if constexpr (Sum::vectors > 0) {
       T* out = summary + row * Sum::vectors * dim;
-      if (e == a) {
+      if (e == a)
         for (int x = 0; x < Sum::vectors * dim; ++x) out[x] = from_float<T>(0.f);
-        return;
-      }
-      Sum::template summarize<T>(key_rows{keys + (store_off[p] + a) * dim, dim}, int(e - a), dim, out);
+      else
+        Sum::template summarize<T>(key_rows{keys + (store_off[p] + a) * dim, dim}, int(e - a), dim, out);
+      if constexpr (sketched_summarizer<Sum>) encode_sketch(out, dim, sketch + row * dim, sketch_meta + row * sketch_meta_width);
     }
   }
 };
@@ -102,6 +106,8 @@ public:
     layout_.bind(mem.of(tier::fast));
     for (auto* v : {&begin_, &first_, &count_}) skv::bind(*v, mem.of(tier::fast));
     skv::bind(summary_, mem.of(tier::fast));
+    skv::bind(sketch_, mem.of(tier::fast));
+    skv::bind(sketch_meta_, mem.of(tier::fast));
   }
 
   //! Room for `max_pairs` pairs of `rows_per_pair` segments; a table that holds rows is re-laid with it now.
@@ -115,6 +121,7 @@ public:
     } else {
       for (auto* v : {&begin_, &first_, &count_}) ensure_size(*v, std::size_t(rows));
       ensure_size(summary_, std::size_t(rows) * Sum::vectors * dim_);
+      ensure_sketch(std::size_t(rows));
     }
     for (auto* h : {&layout_.offset, &layout_.capacity, &layout_.length}) h->reserve(max_pairs);
     ensure_size(layout_.d_offset, max_pairs);
@@ -135,6 +142,7 @@ public:
     const auto rows = std::size_t(layout_.total_capacity());
     for (auto* v : {&begin_, &first_, &count_}) ensure_size(*v, rows);
     ensure_size(summary_, rows * Sum::vectors * dim_);
+    ensure_sketch(rows);
     std::vector<std::int32_t> begins(rows, 0);
     for (std::size_t p = 0; p < P; ++p) {
       const auto& b = seqs[p / kv_heads].segment_begins;
@@ -182,15 +190,21 @@ public:
   }
 
   segment_view<T> view() const {
-    return {Sum::vectors,          layout_.total_capacity(),
-            raw(layout_.d_offset), raw(layout_.d_length),
-            raw(begin_),           raw(first_),
-            raw(count_),           raw(summary_),
+    return {Sum::vectors,
+            layout_.total_capacity(),
+            raw(layout_.d_offset),
+            raw(layout_.d_length),
+            raw(begin_),
+            raw(first_),
+            raw(count_),
+            raw(summary_),
+            sketched ? raw(sketch_) : nullptr,
+            sketched ? raw(sketch_meta_) : nullptr,
             layout_.length};
   }
   std::size_t fast_bytes() const {
     return layout_.fast_bytes() + allocated_bytes(begin_) + allocated_bytes(first_) + allocated_bytes(count_) +
-           allocated_bytes(summary_);
+           allocated_bytes(summary_) + allocated_bytes(sketch_) + allocated_bytes(sketch_meta_);
   }
   std::int64_t rows(std::size_t p) const { return layout_.length[p]; }
 
@@ -203,19 +217,34 @@ private:
     relayout(first_, layout_, to, 1, s, min_rows);
     relayout(count_, layout_, to, 1, s, min_rows);
     relayout(summary_, layout_, to, std::int64_t(Sum::vectors) * dim_, s, min_rows);
+    if constexpr (sketched) {
+      relayout(sketch_, layout_, to, dim_, s, min_rows);
+      relayout(sketch_meta_, layout_, to, sketch_meta_width, s, min_rows);
+    }
     layout_ = std::move(to);
   }
   template <class Store>
   segment_locator<Sum, T> locator(const Store& store) {
     const auto v = store.view();
-    return {v.k, v.position, v.offset, v.length, raw(first_), raw(count_), raw(summary_), dim_};
+    return {v.k,         v.position,    v.offset,     v.length,          raw(first_),
+            raw(count_), raw(summary_), raw(sketch_), raw(sketch_meta_), dim_};
   }
+  void ensure_sketch(std::size_t rows) {
+    if constexpr (sketched) {
+      ensure_size(sketch_, rows * dim_);
+      ensure_size(sketch_meta_, rows * sketch_meta_width);
+    }
+  }
+
+  static constexpr bool sketched = sketched_summarizer<Sum>;
 
   int dim_;
   std::int64_t reserved_rows_ = 0;
   ragged_layout layout_;
   fast_vector<std::int32_t> begin_, first_, count_;
   fast_vector<T> summary_;
+  fast_vector<std::uint8_t> sketch_;
+  fast_vector<float> sketch_meta_;
 };
 
 } // namespace detail

@@ -12,11 +12,13 @@
 #include <skv/concepts.hpp>
 #include <skv/detail/dot.hpp>
 #include <skv/detail/simd.hpp>
+#include <skv/detail/sketch.hpp>
 #include <skv/detail/topk.hpp>
 #include <skv/error.hpp>
 #include <skv/policy.hpp>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <string>
 
@@ -103,6 +105,8 @@ struct sum_group_queries {
 //! pre-summed). A segment without retained tokens never competes (take_segments skips units of weight 0): its
 //! summary is not read, and its score is -inf, so that the top-k's passes skip it 16 at a time with the scores
 //! below its threshold. After SentenceKV's pre-filter that is most of them (~90% of the sentences at 128K).
+//! With `up` (sketched selection), a segment whose score bound `up[row]` is below its pair's threshold `thr[p]`
+//! cannot be selected: it is not read either, and scores -inf.
 SKV_SIMD_CODE_BEGIN
 template <class Sum, class T, int D>
 struct score_segments {
@@ -114,7 +118,12 @@ struct score_segments {
   const std::int32_t* count; // retained tokens of each segment
   float* score;              // laid out by seg_off
   int group;
-  std::int64_t blocks; //!< per pair
+  std::int64_t blocks;        //!< per pair
+  const float* up = nullptr;  //!< laid out by seg_off, or null: every segment with retained tokens is scored
+  const float* thr = nullptr; //!< [pairs]
+  SKV_HOST_DEVICE bool live(std::int64_t p, std::int64_t row) const {
+    return count[row] > 0 && (up == nullptr || !(up[row] < thr[p]));
+  }
   SKV_HOST_DEVICE void operator()(std::int64_t item) const {
     const std::int64_t p = item / blocks, r0 = (item % blocks) * block;
     const std::int64_t r1 = r0 + block < rows[p] ? r0 + block : rows[p];
@@ -122,25 +131,26 @@ struct score_segments {
 #if defined(SKV_HAVE_AVX512)
     if constexpr (dot_summarizer<Sum> && D % 16 == 0) {
       if (group == 1) { // a pre-summed query: the non-empty rows, found 16 counts at a time, scored 16 at a time
-        std::int32_t live[block];
+        std::int32_t rows_live[block];
         int m = 0;
         const std::int64_t lo = seg_off[p] + r0, hi = seg_off[p] + r1;
         std::int64_t row = lo;
         for (; row + 16 <= hi; row += 16) {
           _mm512_storeu_ps(score + row, _mm512_set1_ps(-INFINITY));
           __mmask16 hit = _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(count + row), _mm512_setzero_si512());
-          for (; hit != 0; hit &= hit - 1) live[m++] = std::int32_t(row - lo) + __builtin_ctz(hit);
+          if (up != nullptr) hit &= _mm512_cmp_ps_mask(_mm512_loadu_ps(up + row), _mm512_set1_ps(thr[p]), _CMP_NLT_UQ);
+          for (; hit != 0; hit &= hit - 1) rows_live[m++] = std::int32_t(row - lo) + __builtin_ctz(hit);
         }
         for (; row < hi; ++row) {
           score[row] = -INFINITY;
-          if (count[row] > 0) live[m++] = std::int32_t(row - lo);
+          if (live(p, row)) rows_live[m++] = std::int32_t(row - lo);
         }
         // the rows are scattered after a pre-filter: fetch the next batch's while this one is scored
         constexpr int lines = int((D * sizeof(T) + 63) / 64);
         auto prefetch = [&](int from) {
           for (int i = from; i < m && i < from + 16; ++i)
             for (int l = 0; l < lines; ++l)
-              _mm_prefetch(reinterpret_cast<const char*>(summary + (lo + live[i]) * D) + 64 * l, _MM_HINT_T0);
+              _mm_prefetch(reinterpret_cast<const char*>(summary + (lo + rows_live[i]) * D) + 64 * l, _MM_HINT_T0);
         };
         prefetch(0);
         for (int i = 0; i < m; i += 16) {
@@ -148,19 +158,184 @@ struct score_segments {
           const T* rows16[16];
           float s[16];
           const int n = m - i < 16 ? m - i : 16;
-          for (int k = 0; k < n; ++k) rows16[k] = summary + (lo + live[i + k]) * D;
+          for (int k = 0; k < n; ++k) rows16[k] = summary + (lo + rows_live[i + k]) * D;
           avx512::dot_rows16<D>(qp, rows16, n, s);
-          for (int k = 0; k < n; ++k) score[lo + live[i + k]] = s[k];
+          for (int k = 0; k < n; ++k) score[lo + rows_live[i + k]] = s[k];
         }
         return;
       }
     }
 #endif
     for (std::int64_t row = seg_off[p] + r0; row < seg_off[p] + r1; ++row)
-      score[row] = count[row] > 0 ? Sum::template score<T>(qp, group, D, summary + row * Sum::vectors * D) : -INFINITY;
+      score[row] = live(p, row) ? Sum::template score<T>(qp, group, D, summary + row * Sum::vectors * D) : -INFINITY;
   }
 };
 SKV_SIMD_CODE_END
+
+//! One pair's competing units: its closed segments, each weighing the retained tokens it holds in [lo, hi) (the
+//! tokens between the sinks and the recent window); `n` retained tokens in all, `cap` selected at most.
+struct pair_units {
+  const std::int32_t* first;
+  const std::int32_t* count;
+  std::int32_t head, lo, hi;
+  std::int64_t budget; //!< tokens the segments compete for
+  SKV_HOST_DEVICE pair_units(const std::int32_t* f, const std::int32_t* c, std::int32_t n, int sink, int recent,
+                             std::int64_t cap)
+      : first(f), count(c) {
+    // the newest token (this step's own) is always attended, even without a recent window
+    const std::int32_t recent_kept = recent > 0 ? recent : 1;
+    head = sink < n ? sink : n;
+    const std::int32_t tail = recent_kept < n - head ? recent_kept : n - head;
+    lo = head;
+    hi = n - tail;
+    budget = cap - sink - recent_kept;
+  }
+  SKV_HOST_DEVICE std::int32_t begin_of(std::int32_t i) const { return first[i] > lo ? first[i] : lo; }
+  SKV_HOST_DEVICE std::int64_t weight(std::int32_t i) const {
+    const std::int32_t e = first[i] + count[i] < hi ? first[i] + count[i] : hi;
+    return e > begin_of(i) ? e - begin_of(i) : 0;
+  }
+};
+
+//! Whether a pair attends to everything it retains this step (a dense layer, a fallback step, or all of it fits).
+SKV_HOST_DEVICE inline bool takes_everything(bool dense_layer, bool fallback, std::int32_t partial, int threshold,
+                                             std::int32_t n, std::int64_t cap) {
+  return dense_layer || (fallback && partial <= threshold) || n <= cap;
+}
+
+//! The int8 sketch of every pair's (pre-summed) ranking query (detail/sketch.hpp).
+struct pair_query_sketch {
+  const float* q; // [pairs, dim]
+  std::int8_t* code;
+  float* meta; // [pairs, query_meta_width]
+  int dim;
+  SKV_HOST_DEVICE void operator()(std::int64_t p) const {
+    encode_query(q + p * dim, dim, code + p * dim, meta + p * query_meta_width);
+  }
+};
+
+//! Sketched selection, pass 1 (a block of rows of a pair per work item): bounds [lo, up] on every closed segment's
+//! score from its sketch -- (-inf, +inf) where they are not finite, (-inf, -inf) for a segment without retained
+//! tokens (it never competes).
+SKV_SIMD_CODE_BEGIN
+struct sketch_bounds_rows {
+  static constexpr int block = 256; //!< rows per work item
+  const std::int8_t* qcode;         // [pairs, dim] the ranking queries' codes
+  const float* qmeta;               // [pairs, query_meta_width]
+  const std::uint8_t* sketch;
+  const float* meta;
+  const std::int64_t* seg_off;
+  const std::int32_t* rows;
+  const std::int32_t* count;
+  float* lo; // laid out by seg_off
+  float* up;
+  int dim;
+  std::int64_t blocks; //!< per pair
+  SKV_HOST_DEVICE void operator()(std::int64_t item) const {
+    const std::int64_t p = item / blocks, r0 = (item % blocks) * block;
+    const std::int64_t r1 = r0 + block < rows[p] ? r0 + block : rows[p];
+    std::int64_t s = r0;
+#if defined(SKV_HAVE_AVX512) && defined(__AVX512VNNI__)
+    if (dim % 64 == 0 && dim <= 256) // 16 rows at a time; the float sums of their integer dots stay exact
+      for (; s + 16 <= r1; s += 16) {
+        const std::int64_t row = seg_off[p] + s;
+        __mmask16 live = _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(count + row), _mm512_setzero_si512());
+        if (live == 0xffff) {
+          bounds16(p, row);
+          continue;
+        }
+        // a pre-filtered table is mostly empty rows: bound only the others
+        _mm512_storeu_ps(lo + row, _mm512_set1_ps(-INFINITY));
+        _mm512_storeu_ps(up + row, _mm512_set1_ps(-INFINITY));
+        for (; live != 0; live &= live - 1) bounds1(p, row + __builtin_ctz(live));
+      }
+#endif
+    for (; s < r1; ++s) bounds1(p, seg_off[p] + s);
+  }
+  SKV_HOST_DEVICE void bounds1(std::int64_t p, std::int64_t row) const {
+    if (count[row] <= 0)
+      lo[row] = up[row] = -INFINITY;
+    else
+      sketch_bounds(qcode + p * dim, qmeta + p * query_meta_width, sketch + row * dim, meta + row * sketch_meta_width,
+                    dim, lo[row], up[row]);
+  }
+#if defined(SKV_HAVE_AVX512) && defined(__AVX512VNNI__)
+  //! Rows [row, row + 16): 64 code pairs per VNNI multiply-add (unsigned row codes x signed query codes), the 16
+  //! integer dots summed by one transpose tree in float (exact: every partial sum is an integer below 2^24 for
+  //! dim <= 256), then the bounds in float, widened by 2^-20 (|a| + b) + 2^-120 -- more than the few float
+  //! roundings of a, b and a -+ w (each 2^-24 relative), where sketch_bounds_from works in double.
+  void bounds16(std::int64_t p, std::int64_t row) const {
+    const std::int8_t* qc = qcode + p * dim;
+    const float* qm = qmeta + p * query_meta_width;
+    __m512 acc[16];
+    for (int j = 0; j < 16; ++j) {
+      const std::uint8_t* c = sketch + (row + j) * dim;
+      __m512i a = _mm512_setzero_si512();
+      for (int d = 0; d < dim; d += 64)
+        a = _mm512_dpbusd_epi32(a, _mm512_loadu_si512(c + d), _mm512_loadu_si512(qc + d));
+      acc[j] = _mm512_cvtepi32_ps(a);
+    }
+    // the codes are biased by 128: I = sum_d (c_d + 128) cq_d - 128 sum_d cq_d
+    const __m512 dots = _mm512_sub_ps(avx512::sum16(acc), _mm512_set1_ps(128.f * qm[3]));
+    const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(sketch_meta_width));
+    const float* m = meta + row * sketch_meta_width;
+    const __m512 sigma = _mm512_i32gather_ps(at, m, 4), e = _mm512_i32gather_ps(at, m + 1, 4),
+                 g = _mm512_i32gather_ps(at, m + 2, 4);
+    const __m512 a = _mm512_mul_ps(_mm512_mul_ps(sigma, _mm512_set1_ps(qm[0])), dots);
+    const __m512 b = _mm512_fmadd_ps(_mm512_set1_ps(qm[1]), g, _mm512_mul_ps(_mm512_set1_ps(qm[2]), e));
+    const __m512 w = _mm512_add_ps(_mm512_fmadd_ps(_mm512_add_ps(_mm512_abs_ps(a), b), _mm512_set1_ps(0x1p-20f), b),
+                                   _mm512_set1_ps(0x1p-120f));
+    __m512 l = _mm512_sub_ps(a, w), u = _mm512_add_ps(a, w);
+    const __mmask16 ok = _mm512_cmp_ps_mask(l, _mm512_set1_ps(-FLT_MAX), _CMP_GT_OQ) &
+                         _mm512_cmp_ps_mask(u, _mm512_set1_ps(FLT_MAX), _CMP_LT_OQ);
+    l = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), ok, l);
+    u = _mm512_mask_mov_ps(_mm512_set1_ps(INFINITY), ok, u);
+    // a segment without retained tokens never competes
+    const __mmask16 empty = _mm512_cmple_epi32_mask(_mm512_loadu_si512(count + row), _mm512_setzero_si512());
+    l = _mm512_mask_mov_ps(l, empty, _mm512_set1_ps(-INFINITY));
+    u = _mm512_mask_mov_ps(u, empty, _mm512_set1_ps(-INFINITY));
+    _mm512_storeu_ps(lo + row, l);
+    _mm512_storeu_ps(up + row, u);
+  }
+#endif
+};
+SKV_SIMD_CODE_END
+
+//! Sketched selection, pass 2 (per pair): where the budget runs out when the segments are ranked by their lower
+//! bounds. The segments whose lower bound reaches that score already fill the budget, so the true cut is not below
+//! it, and a segment whose upper bound is below it cannot be selected: `thr[p]` = that score (-inf: score every
+//! segment; +inf: the pair attends to everything and no score is read).
+struct sketch_threshold {
+  const float* lo;
+  const std::int64_t* seg_off;
+  const std::int32_t* rows;
+  const std::int32_t* first;
+  const std::int32_t* count;
+  const std::int32_t* length;        //!< [pairs] retained tokens
+  const std::int32_t* partial_count; //!< [batch]
+  std::int64_t cap;
+  float* thr;
+  float* scratch_score; //!< [pairs, budget - sink - recent + 1]
+  std::int32_t* scratch_id;
+  int kv_heads, sink, recent, threshold;
+  bool dense_layer, fallback;
+  SKV_HOST_DEVICE void operator()(std::int64_t p) const {
+    const std::int32_t n = length[p];
+    if (takes_everything(dense_layer, fallback, partial_count[p / kv_heads], threshold, n, cap)) {
+      thr[p] = INFINITY;
+      return;
+    }
+    const std::int64_t off = seg_off[p];
+    const pair_units u(first + off, count + off, n, sink, recent, cap);
+    const int scratch = u.budget < 0x7ffffffe ? int(u.budget) + 1 : 0x7fffffff;
+    cut_point cut;
+    const bool found = budget_cut(
+        rows[p], scores_at{lo + off}, [&u](std::int32_t i) { return u.weight(i); }, u.budget, scratch,
+        scratch_score + p * (u.budget + 1), scratch_id + p * (u.budget + 1), cut);
+    thr[p] = found && !cut.all ? cut.score : -INFINITY;
+  }
+};
 
 //! Per pair: sink + top segments under the budget + recent, as increasing store indices (or everything, for dense
 //! pairs and pairs that retain no more than the budget).
@@ -177,6 +352,9 @@ struct take_segments {
   std::int32_t* heap_id;
   int kv_heads, sink, recent, threshold;
   bool dense_layer, fallback, whole;
+  //! [pairs] sketched selection's thresholds, or null: where finite, the segments scored -inf were pruned (they
+  //! rank below the cut) and the cut is found among the others
+  const float* thr = nullptr;
   SKV_HOST_DEVICE void operator()(std::int64_t p) const {
     const std::int32_t n = length[p];
     const std::int64_t cap = out.capacity;
@@ -192,29 +370,18 @@ struct take_segments {
       out.count[p] = n;
       return;
     }
-    // the newest token (this step's own) is always attended, even without a recent window
-    const std::int32_t recent_kept = recent > 0 ? recent : 1;
-    const std::int32_t head = sink < n ? sink : n;
-    const std::int32_t tail = recent_kept < n - head ? recent_kept : n - head;
-    const std::int32_t lo = head, hi = n - tail; // segments compete for the tokens in [lo, hi)
-    const std::int64_t budget = cap - sink - recent_kept;
-    const float* s = score + seg_off[p];
-    const std::int32_t* f = first + seg_off[p];
-    const std::int32_t* c = count + seg_off[p];
-    auto begin_of = [=](std::int32_t i) { return f[i] > lo ? f[i] : lo; };
-    auto weight = [=](std::int32_t i) -> std::int64_t {
-      const std::int32_t e = f[i] + c[i] < hi ? f[i] + c[i] : hi;
-      return e > begin_of(i) ? e - begin_of(i) : 0;
-    };
+    const std::int64_t off = seg_off[p];
+    const pair_units u(first + off, count + off, n, sink, recent, cap);
     std::int32_t k = 0;
-    for (std::int32_t i = 0; i < head; ++i) idx[k++] = i;
+    for (std::int32_t i = 0; i < u.head; ++i) idx[k++] = i;
     take_top_units(
-        rows[p], scores_at{s}, weight, budget, heap_score + p * (budget + 1), heap_id + p * (budget + 1),
+        rows[p], scores_at{score + off}, [&u](std::int32_t i) { return u.weight(i); }, u.budget,
+        heap_score + p * (u.budget + 1), heap_id + p * (u.budget + 1),
         [&](std::int32_t i, std::int64_t take) {
-          for (std::int64_t t = 0; t < take; ++t) idx[k++] = begin_of(i) + std::int32_t(t);
+          for (std::int64_t t = 0; t < take; ++t) idx[k++] = u.begin_of(i) + std::int32_t(t);
         },
-        whole);
-    for (std::int32_t i = hi; i < n; ++i) idx[k++] = i;
+        whole, thr != nullptr && thr[p] > -INFINITY ? -FLT_MAX : -INFINITY);
+    for (std::int32_t i = u.hi; i < n; ++i) idx[k++] = i;
     out.count[p] = k;
   }
 };
@@ -236,13 +403,19 @@ public:
     //! true: a segment that does not fit is skipped and the rest of the budget goes to lower-ranked ones that fit,
     //! so no segment is cut (a fact at a sentence's end is not lost to the cut).
     bool whole_segments = false;
+    //! With a sketched summarizer (`sketched_mean_key_summarizer`): once a pair holds at least this many closed
+    //! segments, bound every score from the int8 sketches and read the full summaries only of the segments whose
+    //! bound can reach the budget. The selection is the same either way; below it, scoring every summary is
+    //! cheaper. Not used with `whole_segments` (that rule may take segments ranked below the cut).
+    int sketch_rows = 256;
   };
   static constexpr bool needs_summaries = true;
 
   segment_topk(const options& o, const policy_init& init, int budget) : o_(o), init_(init), budget_(budget) {
     memory_resource* mem = init.memory.of(tier::fast);
-    for (auto* v : {&query_, &query_sum_, &score_, &heap_score_}) skv::bind(*v, mem);
+    for (auto* v : {&query_, &query_sum_, &score_, &heap_score_, &lo_, &up_, &thr_, &qmeta_}) skv::bind(*v, mem);
     skv::bind(heap_id_, mem);
+    skv::bind(qcode_, mem);
   }
 
   void validate() const {
@@ -254,18 +427,26 @@ public:
                     [&] { return "> sink + max(recent, 1) (" + std::to_string(reserved) + ")"; });
     detail::require(o_.length_threshold >= 0, where, "length_threshold", o_.length_threshold, ">= 0");
     detail::require(o_.dense_layers >= 0, where, "dense_layers", o_.dense_layers, ">= 0");
+    detail::require(o_.sketch_rows >= 0, where, "sketch_rows", o_.sketch_rows, ">= 0");
   }
   const options& opts() const { return o_; }
   std::int64_t max_selected() const { return budget_; }
   std::size_t bytes() const {
     return allocated_bytes(query_) + allocated_bytes(query_sum_) + allocated_bytes(score_) +
-           allocated_bytes(heap_score_) + allocated_bytes(heap_id_);
+           allocated_bytes(heap_score_) + allocated_bytes(heap_id_) + allocated_bytes(lo_) + allocated_bytes(up_) +
+           allocated_bytes(thr_) + allocated_bytes(qcode_) + allocated_bytes(qmeta_);
   }
   void reserve(const reservation& r) {
     const std::size_t P = std::size_t(r.max_pairs(init_.shape)), D = std::size_t(init_.shape.head_dim);
     ensure_size(query_, std::size_t(r.max_batch) * init_.shape.num_q_heads * D);
     ensure_size(query_sum_, P * D);
     ensure_size(score_, P * std::size_t(std::max<std::int64_t>(1, r.max_segments)));
+    if (init_.sketched_summaries) {
+      for (auto* v : {&lo_, &up_}) ensure_size(*v, P * std::size_t(std::max<std::int64_t>(1, r.max_segments)));
+      ensure_size(thr_, P);
+      ensure_size(qcode_, P * D);
+      ensure_size(qmeta_, P * detail::query_meta_width);
+    }
     ensure_size(heap_score_, P * std::size_t(heap_width()));
     ensure_size(heap_id_, P * std::size_t(heap_width()));
   }
@@ -285,6 +466,7 @@ public:
     ensure_size(heap_score_, std::size_t(P) * heap_width());
     ensure_size(heap_id_, std::size_t(P) * heap_width());
     const auto& seg = ctx.segments;
+    bool sketched = false;
     if (!all_dense) { // dense layers and fallback steps need no scores
       const std::int64_t nq = std::int64_t(li.batch) * li.shape.num_q_heads * D;
       ensure_size(query_, std::size_t(nq));
@@ -292,21 +474,24 @@ public:
                    detail::ranking_query{ctx.query.current, ctx.query.partial_sum, ctx.query.partial_count, raw(query_),
                                          li.shape.num_q_heads, D, o_.query},
                    li.stream);
-      score(ctx);
+      sketched = score(ctx, out.capacity);
     }
     parallel_for(P,
                  detail::take_segments{raw(score_), seg.offset, seg.rows, seg.first, seg.count, ctx.store.length,
                                        ctx.query.partial_count, out, raw(heap_score_), raw(heap_id_), H, o_.sink,
-                                       o_.recent, o_.length_threshold, dense_layer, o_.fallback, o_.whole_segments},
+                                       o_.recent, o_.length_threshold, dense_layer, o_.fallback, o_.whole_segments,
+                                       sketched ? raw(thr_) : nullptr},
                  li.stream);
   }
 
 private:
   std::int64_t heap_width() const { return budget_ - o_.sink - std::max(o_.recent, 1) + 1; }
 
-  //! Scores every closed segment with the ranking query in `query_`.
+  //! Scores every closed segment with the ranking query in `query_` (`cap`: tokens a pair may select); with a
+  //! sketched summarizer and enough segments, only those whose sketch bound can reach the budget (the others -inf);
+  //! true then, with the thresholds in `thr_`.
   template <class T, class Sum>
-  void score(const select_context<T, Sum>& ctx) {
+  bool score(const select_context<T, Sum>& ctx, std::int64_t cap) {
     const layer_info& li = ctx.info;
     const int P = li.pairs(), G = li.group(), D = li.dim();
     const auto& seg = ctx.segments;
@@ -321,14 +506,40 @@ private:
     }
     std::int64_t max_rows = 0;
     for (auto r : seg.rows_host) max_rows = std::max(max_rows, r);
-    if (max_rows == 0) return;
+    if (max_rows == 0) return false;
+    const float *up = nullptr, *thr = nullptr;
+    if constexpr (sketched_summarizer<Sum>) {
+      if (seg.sketch != nullptr && max_rows >= o_.sketch_rows && !o_.whole_segments) {
+        const std::size_t rows = std::size_t(std::max<std::int64_t>(1, seg.capacity));
+        for (auto* v : {&lo_, &up_}) ensure_size(*v, rows);
+        ensure_size(thr_, std::size_t(P));
+        ensure_size(qcode_, std::size_t(P) * D);
+        ensure_size(qmeta_, std::size_t(P) * detail::query_meta_width);
+        parallel_for(P, detail::pair_query_sketch{qs, raw(qcode_), raw(qmeta_), D}, li.stream);
+        using bounder = detail::sketch_bounds_rows;
+        const std::int64_t blocks = (max_rows + bounder::block - 1) / bounder::block;
+        parallel_for(std::int64_t(P) * blocks,
+                     bounder{raw(qcode_), raw(qmeta_), seg.sketch, seg.sketch_meta, seg.offset, seg.rows, seg.count,
+                             raw(lo_), raw(up_), D, blocks},
+                     li.stream);
+        parallel_for(P,
+                     detail::sketch_threshold{raw(lo_), seg.offset, seg.rows, seg.first, seg.count, ctx.store.length,
+                                              ctx.query.partial_count, cap, raw(thr_), raw(heap_score_),
+                                              raw(heap_id_), li.kv_heads(), o_.sink, o_.recent, o_.length_threshold,
+                                              init_.layer < o_.dense_layers, o_.fallback},
+                     li.stream);
+        up = raw(up_);
+        thr = raw(thr_);
+      }
+    }
     dispatch_head_dim(D, [&](auto d) {
       using scorer = detail::score_segments<Sum, T, decltype(d)::value>;
       const std::int64_t blocks = (max_rows + scorer::block - 1) / scorer::block;
       parallel_for(std::int64_t(P) * blocks,
-                   scorer{qs, seg.summary, seg.offset, seg.rows, seg.count, raw(score_), rows_per_pair, blocks},
+                   scorer{qs, seg.summary, seg.offset, seg.rows, seg.count, raw(score_), rows_per_pair, blocks, up, thr},
                    li.stream);
     });
+    return up != nullptr;
   }
 
   options o_;
@@ -336,6 +547,8 @@ private:
   int budget_;
   fast_vector<float> query_, query_sum_, score_, heap_score_;
   fast_vector<std::int32_t> heap_id_;
+  fast_vector<float> lo_, up_, thr_, qmeta_; //!< sketched selection: bounds per segment, threshold per pair, ...
+  fast_vector<std::int8_t> qcode_;           //!< ... and the sketch of each pair's ranking query
 };
 
 SKV_NAMESPACE_END

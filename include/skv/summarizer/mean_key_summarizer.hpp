@@ -34,4 +34,11 @@ struct mean_key_summarizer {
   }
 };
 
+//! The mean key with an int8 sketch kept beside it (`sketched_summarizer`): the same summaries and scores, one byte
+//! per dimension and four floats more per segment in the fast tier, so that the selector reads the full-precision
+//! mean only for segments whose sketch bound can reach the budget (detail/sketch.hpp). The selection is identical.
+struct sketched_mean_key_summarizer : mean_key_summarizer {
+  static constexpr bool int8_sketch = true;
+};
+
 SKV_NAMESPACE_END
