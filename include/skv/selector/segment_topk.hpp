@@ -331,7 +331,7 @@ struct sketch_threshold {
     const int scratch = u.budget < 0x7ffffffe ? int(u.budget) + 1 : 0x7fffffff;
     cut_point cut;
     const bool found = budget_cut(
-        rows[p], scores_at{lo + off}, [&u](std::int32_t i) { return u.weight(i); }, u.budget, scratch,
+        rows[p], scores_at{lo + off}, [u](std::int32_t i) { return u.weight(i); }, u.budget, scratch,
         scratch_score + p * (u.budget + 1), scratch_id + p * (u.budget + 1), cut);
     thr[p] = found && !cut.all ? cut.score : -INFINITY;
   }
@@ -375,7 +375,7 @@ struct take_segments {
     std::int32_t k = 0;
     for (std::int32_t i = 0; i < u.head; ++i) idx[k++] = i;
     take_top_units(
-        rows[p], scores_at{score + off}, [&u](std::int32_t i) { return u.weight(i); }, u.budget,
+        rows[p], scores_at{score + off}, [u](std::int32_t i) { return u.weight(i); }, u.budget,
         heap_score + p * (u.budget + 1), heap_id + p * (u.budget + 1),
         [&](std::int32_t i, std::int64_t take) {
           for (std::int64_t t = 0; t < take; ++t) idx[k++] = u.begin_of(i) + std::int32_t(t);
