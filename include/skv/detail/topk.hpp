@@ -29,20 +29,28 @@ SKV_HOST_DEVICE SKV_FORCEINLINE bool ranks_below(float sa, std::int32_t ia, floa
   return sa < sb || (sa == sb && ia > ib);
 }
 
+//! Swaps units `a` and `b` of parallel score / id arrays.
+SKV_HOST_DEVICE SKV_FORCEINLINE void swap_units(float* score, std::int32_t* id, int a, int b) {
+  const float s = score[a];
+  score[a] = score[b];
+  score[b] = s;
+  const std::int32_t i = id[a];
+  id[a] = id[b];
+  id[b] = i;
+}
+
+//! The scratch entries (`budget + 1`, saturated) the budgeted top-k needs for `budget`.
+SKV_HOST_DEVICE SKV_FORCEINLINE int budget_scratch(std::int64_t budget) {
+  return budget < 0x7ffffffe ? int(budget) + 1 : 0x7fffffff;
+}
+
 //! Min-heap (worst unit at the root) over parallel arrays.
 struct rank_heap {
   float* score;
   std::int32_t* id;
   int size = 0;
 
-  SKV_HOST_DEVICE void swap_at(int a, int b) {
-    const float s = score[a];
-    score[a] = score[b];
-    score[b] = s;
-    const std::int32_t i = id[a];
-    id[a] = id[b];
-    id[b] = i;
-  }
+  SKV_HOST_DEVICE void swap_at(int a, int b) { swap_units(score, id, a, b); }
   SKV_HOST_DEVICE void push(float s, std::int32_t i) {
     int c = size++;
     score[c] = s;
@@ -156,17 +164,9 @@ SKV_HOST_DEVICE SKV_FORCEINLINE std::int32_t next_not_below(const Score& score, 
 //! three by rank): each round partitions the range around the pivot and keeps the side the cut lies in, so expected
 //! O(m). Returns the cut's position: the units ranked above it are left in front of it.
 template <class Weight>
-SKV_HOST_DEVICE int select_cut(float* sc, std::int32_t* id, int m, Weight weight, std::int64_t need,
-                               cut_point& cut) {
+SKV_HOST_DEVICE int select_cut(float* sc, std::int32_t* id, int m, Weight weight, std::int64_t need, cut_point& cut) {
   auto below = [&](int x, int y) { return ranks_below(sc[x], id[x], sc[y], id[y]); };
-  auto swap_at = [&](int x, int y) {
-    const float s = sc[x];
-    sc[x] = sc[y];
-    sc[y] = s;
-    const std::int32_t i = id[x];
-    id[x] = id[y];
-    id[y] = i;
-  };
+  auto swap_at = [&](int x, int y) { swap_units(sc, id, x, y); };
   int l = 0, r = m; // the cut lies in [l, r), whose weights total at least `need`
   while (r - l > 1) {
     const int a = l, b = l + (r - l) / 2, c = r - 1;
@@ -410,7 +410,7 @@ SKV_HOST_DEVICE std::int64_t take_top_units(std::int32_t n, Score score, Weight 
                                             float known_floor = -INFINITY) {
   if (budget <= 0) return 0;
   cut_point cut;
-  const int cap = budget < 0x7ffffffe ? int(budget) + 1 : 0x7fffffff;
+  const int cap = budget_scratch(budget);
   if (!whole &&
       ((known_floor > -INFINITY && floor_cut(n, score, weight, budget, cap, known_floor, heap_score, heap_id, cut)) ||
        budget_cut(n, score, weight, budget, cap, heap_score, heap_id, cut))) {

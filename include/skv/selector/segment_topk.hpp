@@ -111,8 +111,8 @@ SKV_SIMD_CODE_BEGIN
 template <class Sum, class T, int D>
 struct score_segments {
   static constexpr int block = 256; //!< rows per work item
-  const float* q;                  // [pairs, group, D]
-  const T* summary;                // laid out by seg_off
+  const float* q;                   // [pairs, group, D]
+  const T* summary;                 // laid out by seg_off
   const std::int64_t* seg_off;
   const std::int32_t* rows;
   const std::int32_t* count; // retained tokens of each segment
@@ -328,10 +328,9 @@ struct sketch_threshold {
     }
     const std::int64_t off = seg_off[p];
     const pair_units u(first + off, count + off, n, sink, recent, cap);
-    const int scratch = u.budget < 0x7ffffffe ? int(u.budget) + 1 : 0x7fffffff;
     cut_point cut;
     const bool found = budget_cut(
-        rows[p], scores_at{lo + off}, [u](std::int32_t i) { return u.weight(i); }, u.budget, scratch,
+        rows[p], scores_at{lo + off}, [u](std::int32_t i) { return u.weight(i); }, u.budget, budget_scratch(u.budget),
         scratch_score + p * (u.budget + 1), scratch_id + p * (u.budget + 1), cut);
     thr[p] = found && !cut.all ? cut.score : -INFINITY;
   }
@@ -524,8 +523,8 @@ private:
                      li.stream);
         parallel_for(P,
                      detail::sketch_threshold{raw(lo_), seg.offset, seg.rows, seg.first, seg.count, ctx.store.length,
-                                              ctx.query.partial_count, cap, raw(thr_), raw(heap_score_),
-                                              raw(heap_id_), li.kv_heads(), o_.sink, o_.recent, o_.length_threshold,
+                                              ctx.query.partial_count, cap, raw(thr_), raw(heap_score_), raw(heap_id_),
+                                              li.kv_heads(), o_.sink, o_.recent, o_.length_threshold,
                                               init_.layer < o_.dense_layers, o_.fallback},
                      li.stream);
         up = raw(up_);
@@ -535,9 +534,10 @@ private:
     dispatch_head_dim(D, [&](auto d) {
       using scorer = detail::score_segments<Sum, T, decltype(d)::value>;
       const std::int64_t blocks = (max_rows + scorer::block - 1) / scorer::block;
-      parallel_for(std::int64_t(P) * blocks,
-                   scorer{qs, seg.summary, seg.offset, seg.rows, seg.count, raw(score_), rows_per_pair, blocks, up, thr},
-                   li.stream);
+      parallel_for(
+          std::int64_t(P) * blocks,
+          scorer{qs, seg.summary, seg.offset, seg.rows, seg.count, raw(score_), rows_per_pair, blocks, up, thr},
+          li.stream);
     });
     return up != nullptr;
   }
