@@ -197,11 +197,37 @@ struct pair_units {
   }
 };
 
-//! Whether a pair attends to everything it retains this step (a dense layer, a fallback step, or all of it fits).
-SKV_HOST_DEVICE inline bool takes_everything(bool dense_layer, bool fallback, std::int32_t partial, int threshold,
-                                             std::int32_t n, std::int64_t cap) {
-  return dense_layer || (fallback && partial <= threshold) || n <= cap;
-}
+//! What the per-pair passes over the ranked segments share: where each pair's segments sit and the tokens they
+//! hold, this step's rule (a dense layer, a fallback step) and each pair's top-k scratch.
+struct pair_segments {
+  const std::int64_t* seg_off;
+  const std::int32_t* rows;
+  const std::int32_t* first;
+  const std::int32_t* count;
+  const std::int32_t* length;        //!< [pairs] retained tokens
+  const std::int32_t* partial_count; //!< [batch]
+  float* scratch_score;              //!< [pairs, budget - sink - recent + 1]
+  std::int32_t* scratch_id;
+  int kv_heads, sink, recent, threshold;
+  bool dense_layer, fallback;
+  //! Pair p attends to all it retains, with no index list (a dense layer or a fallback step).
+  SKV_HOST_DEVICE bool attends_all(std::int64_t p) const {
+    return dense_layer || (fallback && partial_count[p / kv_heads] <= threshold);
+  }
+  //! ... or selects all it retains because it fits in `cap`.
+  SKV_HOST_DEVICE bool takes_everything(std::int64_t p, std::int64_t cap) const {
+    return attends_all(p) || length[p] <= cap;
+  }
+  SKV_HOST_DEVICE pair_units units(std::int64_t p, std::int64_t cap) const {
+    return pair_units(first + seg_off[p], count + seg_off[p], length[p], sink, recent, cap);
+  }
+  SKV_HOST_DEVICE float* score_scratch(std::int64_t p, const pair_units& u) const {
+    return scratch_score + p * (u.budget + 1);
+  }
+  SKV_HOST_DEVICE std::int32_t* id_scratch(std::int64_t p, const pair_units& u) const {
+    return scratch_id + p * (u.budget + 1);
+  }
+};
 
 //! The int8 sketch of every pair's (pre-summed) ranking query (detail/sketch.hpp).
 struct pair_query_sketch {
@@ -307,31 +333,20 @@ SKV_SIMD_CODE_END
 //! it, and a segment whose upper bound is below it cannot be selected: `thr[p]` = that score (-inf: score every
 //! segment; +inf: the pair attends to everything and no score is read).
 struct sketch_threshold {
+  pair_segments segs;
   const float* lo;
-  const std::int64_t* seg_off;
-  const std::int32_t* rows;
-  const std::int32_t* first;
-  const std::int32_t* count;
-  const std::int32_t* length;        //!< [pairs] retained tokens
-  const std::int32_t* partial_count; //!< [batch]
   std::int64_t cap;
   float* thr;
-  float* scratch_score; //!< [pairs, budget - sink - recent + 1]
-  std::int32_t* scratch_id;
-  int kv_heads, sink, recent, threshold;
-  bool dense_layer, fallback;
   SKV_HOST_DEVICE void operator()(std::int64_t p) const {
-    const std::int32_t n = length[p];
-    if (takes_everything(dense_layer, fallback, partial_count[p / kv_heads], threshold, n, cap)) {
+    if (segs.takes_everything(p, cap)) {
       thr[p] = INFINITY;
       return;
     }
-    const std::int64_t off = seg_off[p];
-    const pair_units u(first + off, count + off, n, sink, recent, cap);
+    const pair_units u = segs.units(p, cap);
     cut_point cut;
     const bool found = budget_cut(
-        rows[p], scores_at{lo + off}, [u](std::int32_t i) { return u.weight(i); }, u.budget, budget_scratch(u.budget),
-        scratch_score + p * (u.budget + 1), scratch_id + p * (u.budget + 1), cut);
+        segs.rows[p], scores_at{lo + segs.seg_off[p]}, [u](std::int32_t i) { return u.weight(i); }, u.budget,
+        budget_scratch(u.budget), segs.score_scratch(p, u), segs.id_scratch(p, u), cut);
     thr[p] = found && !cut.all ? cut.score : -INFINITY;
   }
 };
@@ -339,26 +354,18 @@ struct sketch_threshold {
 //! Per pair: sink + top segments under the budget + recent, as increasing store indices (or everything, for dense
 //! pairs and pairs that retain no more than the budget).
 struct take_segments {
+  pair_segments segs;
   const float* score;
-  const std::int64_t* seg_off;
-  const std::int32_t* rows;
-  const std::int32_t* first;
-  const std::int32_t* count;
-  const std::int32_t* length;        //!< [pairs] retained tokens
-  const std::int32_t* partial_count; //!< [batch]
   selection out;
-  float* heap_score; //!< [pairs, budget - sink - recent + 1]
-  std::int32_t* heap_id;
-  int kv_heads, sink, recent, threshold;
-  bool dense_layer, fallback, whole;
+  bool whole;
   //! [pairs] sketched selection's thresholds, or null: where finite, the segments scored -inf were pruned (they
   //! rank below the cut) and the cut is found among the others
   const float* thr = nullptr;
   SKV_HOST_DEVICE void operator()(std::int64_t p) const {
-    const std::int32_t n = length[p];
+    const std::int32_t n = segs.length[p];
     const std::int64_t cap = out.capacity;
     std::int32_t* idx = out.index + p * cap;
-    if (dense_layer || (fallback && partial_count[p / kv_heads] <= threshold)) {
+    if (segs.attends_all(p)) {
       out.all[p] = 1;
       out.count[p] = n;
       return;
@@ -369,13 +376,12 @@ struct take_segments {
       out.count[p] = n;
       return;
     }
-    const std::int64_t off = seg_off[p];
-    const pair_units u(first + off, count + off, n, sink, recent, cap);
+    const pair_units u = segs.units(p, cap);
     std::int32_t k = 0;
     for (std::int32_t i = 0; i < u.head; ++i) idx[k++] = i;
     take_top_units(
-        rows[p], scores_at{score + off}, [u](std::int32_t i) { return u.weight(i); }, u.budget,
-        heap_score + p * (u.budget + 1), heap_id + p * (u.budget + 1),
+        segs.rows[p], scores_at{score + segs.seg_off[p]}, [u](std::int32_t i) { return u.weight(i); }, u.budget,
+        segs.score_scratch(p, u), segs.id_scratch(p, u),
         [&](std::int32_t i, std::int64_t take) {
           for (std::int64_t t = 0; t < take; ++t) idx[k++] = u.begin_of(i) + std::int32_t(t);
         },
@@ -464,7 +470,6 @@ public:
     }
     ensure_size(heap_score_, std::size_t(P) * heap_width());
     ensure_size(heap_id_, std::size_t(P) * heap_width());
-    const auto& seg = ctx.segments;
     bool sketched = false;
     if (!all_dense) { // dense layers and fallback steps need no scores
       const std::int64_t nq = std::int64_t(li.batch) * li.shape.num_q_heads * D;
@@ -476,15 +481,21 @@ public:
       sketched = score(ctx, out.capacity);
     }
     parallel_for(P,
-                 detail::take_segments{raw(score_), seg.offset, seg.rows, seg.first, seg.count, ctx.store.length,
-                                       ctx.query.partial_count, out, raw(heap_score_), raw(heap_id_), H, o_.sink,
-                                       o_.recent, o_.length_threshold, dense_layer, o_.fallback, o_.whole_segments,
+                 detail::take_segments{segments_of(ctx, dense_layer), raw(score_), out, o_.whole_segments,
                                        sketched ? raw(thr_) : nullptr},
                  li.stream);
   }
 
 private:
   std::int64_t heap_width() const { return budget_ - o_.sink - std::max(o_.recent, 1) + 1; }
+
+  template <class T, class Sum>
+  detail::pair_segments segments_of(const select_context<T, Sum>& ctx, bool dense_layer) {
+    const auto& seg = ctx.segments;
+    return {seg.offset,       seg.rows,      seg.first,           seg.count, ctx.store.length, ctx.query.partial_count,
+            raw(heap_score_), raw(heap_id_), ctx.info.kv_heads(), o_.sink,   o_.recent,        o_.length_threshold,
+            dense_layer,      o_.fallback};
+  }
 
   //! Scores every closed segment with the ranking query in `query_` (`cap`: tokens a pair may select); with a
   //! sketched summarizer and enough segments, only those whose sketch bound can reach the budget (the others -inf);
@@ -521,12 +532,9 @@ private:
                      bounder{raw(qcode_), raw(qmeta_), seg.sketch, seg.sketch_meta, seg.offset, seg.rows, seg.count,
                              raw(lo_), raw(up_), D, blocks},
                      li.stream);
-        parallel_for(P,
-                     detail::sketch_threshold{raw(lo_), seg.offset, seg.rows, seg.first, seg.count, ctx.store.length,
-                                              ctx.query.partial_count, cap, raw(thr_), raw(heap_score_), raw(heap_id_),
-                                              li.kv_heads(), o_.sink, o_.recent, o_.length_threshold,
-                                              init_.layer < o_.dense_layers, o_.fallback},
-                     li.stream);
+        parallel_for(
+            P, detail::sketch_threshold{segments_of(ctx, init_.layer < o_.dense_layers), raw(lo_), cap, raw(thr_)},
+            li.stream);
         up = raw(up_);
         thr = raw(thr_);
       }
