@@ -57,8 +57,10 @@ void run_decode(Cache& cache, const ref::batch& b, int steps, Expected expected,
 
 TEST_CASE_TEMPLATE("full_kv matches dense attention: GQA, ragged batch, NHD and HND, head_dim 64/128/256", T, float,
                    skv::half, skv::bfloat16) {
+  // groups of 1 to 10 query heads: the CPU kernels block heads by 8 and specialise each count of heads in a block
   for (auto cs : {case_shape{8, 2, 64, false}, case_shape{4, 4, 128, true}, case_shape{6, 2, 256, false},
-                  case_shape{12, 3, 64, true}}) {
+                  case_shape{12, 3, 64, true}, case_shape{20, 2, 64, false}, case_shape{14, 2, 128, true},
+                  case_shape{5, 1, 64, false}}) {
     CAPTURE(cs.q_heads);
     CAPTURE(cs.dim);
     const auto b = ref::make_batch({37, 300, 1}, cs.q_heads, cs.kv_heads, cs.dim, 7, cs.hnd);

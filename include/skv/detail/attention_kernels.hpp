@@ -62,6 +62,34 @@ SKV_FORCEINLINE __m512 exp16(__m512 x) {
   return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ), e);
 }
 } // namespace avx512
+#elif defined(SKV_HAVE_AVX2)
+#  define SKV_ATTEND_AVX2 1
+SKV_SIMD_CODE_BEGIN
+namespace avx2 {
+//! polynomial_exp on 8 lanes (same reduction and polynomial, 2^n as a product of two normal powers); lanes below
+//! -87.3 and NaN lanes give 0.
+SKV_FORCEINLINE __m256 exp8(__m256 x) {
+  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.72f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), xc);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860682030941723e-6f), r);
+  __m256 p = _mm256_set1_ps(1.f / 5040.f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 720.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 e =
+      _mm256_mul_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23))),
+                    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23)));
+  return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ), e);
+}
+} // namespace avx2
 #endif
 
 //! Partial attention of one work item: running max, sum and unnormalised output per query head of the group block.
@@ -103,6 +131,27 @@ struct attend_partial {
     if constexpr (D % 16 == 0) {
       run_avx512(item);
       return;
+    }
+#elif defined(SKV_ATTEND_AVX2)
+    if constexpr (D % 8 == 0) {
+      switch (geometry(item).ng) { // the heads' accumulators live in registers: one body per group size
+      case 1:
+        return run_avx2<1>(item);
+      case 2:
+        return run_avx2<2>(item);
+      case 3:
+        return run_avx2<3>(item);
+      case 4:
+        return run_avx2<4>(item);
+      case 5:
+        return run_avx2<5>(item);
+      case 6:
+        return run_avx2<6>(item);
+      case 7:
+        return run_avx2<7>(item);
+      default:
+        return run_avx2<8>(item);
+      }
     }
 #endif
     run_portable(item);
@@ -285,8 +334,98 @@ struct attend_partial {
       for (int c = 0; c < C; ++c) _mm512_store_ps(acc + h * D + 16 * c, o[h][c]);
   }
 #endif
+
+#if defined(SKV_ATTEND_AVX2)
+  //! 16 tokens at a time for NG query heads. AVX2 has 16 vector registers, so the loops run over 8-float columns
+  //! with the heads' accumulators in registers, and (for NG <= 4) two tokens per query load in the scores and two
+  //! columns per weight broadcast in P V, so that FMAs rather than loads bound them. Scores are 8-lane partial dots
+  //! reduced by `sum8`, then an online softmax per head. Same arithmetic as run_portable up to the order of float
+  //! additions.
+  template <int NG>
+  void run_avx2(std::int64_t item) const {
+    constexpr int BLK = 16, C = D / 8;
+    constexpr int TT = NG <= 4 ? 2 : 1, CC = NG <= 4 && C % 2 == 0 ? 2 : 1;
+    const item_geometry it = geometry(item);
+    alignas(32) float m[attend_group_block], l[attend_group_block], acc[attend_group_block][D];
+    bool bad[attend_group_block];
+    alignas(32) __m256 dots[NG][BLK];
+    alignas(32) float pb[NG][BLK];
+    const T* krow[BLK];
+    const T* vrow[BLK];
+    for (int g = 0; g < NG; ++g) {
+      m[g] = -INFINITY;
+      l[g] = 0.f;
+      bad[g] = false;
+      for (int d = 0; d < D; ++d) acc[g][d] = 0.f;
+    }
+    for (int t0 = it.begin; t0 < it.end; t0 += BLK) {
+      const int nb = (it.end - t0) < BLK ? (it.end - t0) : BLK;
+      for (int j = 0; j < BLK; ++j) { // past the end: the last row again, its scores masked to -inf below
+        const std::int64_t t = t0 + (j < nb ? j : nb - 1), row = it.all ? t : it.slots[t];
+        krow[j] = it.kb + row * D;
+        vrow[j] = it.vb + row * D;
+      }
+      // scores: each key column converted once, each query column loaded once per TT tokens
+      for (int j = 0; j < BLK; j += TT) {
+        __m256 s[TT][NG];
+        for (int t = 0; t < TT; ++t)
+          for (int g = 0; g < NG; ++g) s[t][g] = _mm256_setzero_ps();
+        for (int c = 0; c < C; ++c) {
+          __m256 kc[TT];
+          for (int t = 0; t < TT; ++t) kc[t] = avx2::load8(krow[j + t] + 8 * c);
+          for (int g = 0; g < NG; ++g) {
+            const __m256 qc = _mm256_loadu_ps(it.q + g * D + 8 * c);
+            for (int t = 0; t < TT; ++t) s[t][g] = _mm256_fmadd_ps(qc, kc[t], s[t][g]);
+          }
+        }
+        for (int t = 0; t < TT; ++t)
+          for (int g = 0; g < NG; ++g) dots[g][j + t] = s[t][g];
+      }
+      // online softmax per head
+      const __m256i live0 = avx2::first_lanes(nb), live1 = avx2::first_lanes(nb - 8);
+      const __m256 ninf = _mm256_set1_ps(-INFINITY), inf = _mm256_set1_ps(INFINITY);
+      for (int g = 0; g < NG; ++g) {
+        const __m256 s0 = _mm256_blendv_ps(ninf, avx2::sum8(dots[g]), _mm256_castsi256_ps(live0));
+        const __m256 s1 = _mm256_blendv_ps(ninf, avx2::sum8(dots[g] + 8), _mm256_castsi256_ps(live1));
+        // NaN or +inf logits (not < +inf): the softmax is undefined, the output NaN
+        const __m256 nlt = _mm256_or_ps(_mm256_cmp_ps(s0, inf, _CMP_NLT_UQ), _mm256_cmp_ps(s1, inf, _CMP_NLT_UQ));
+        bad[g] = bad[g] || _mm256_movemask_ps(nlt) != 0;
+        const float bm = avx2::reduce_max(_mm256_max_ps(s0, s1));
+        if (bm > m[g]) {
+          const float rescale = polynomial_exp(m[g] - bm);
+          l[g] *= rescale;
+          const __m256 r = _mm256_set1_ps(rescale);
+          for (int c = 0; c < C; ++c) _mm256_store_ps(acc[g] + 8 * c, _mm256_mul_ps(r, _mm256_load_ps(acc[g] + 8 * c)));
+          m[g] = bm;
+        }
+        const __m256 mv = _mm256_set1_ps(m[g]);
+        const __m256 p0 = avx2::exp8(_mm256_sub_ps(s0, mv)), p1 = avx2::exp8(_mm256_sub_ps(s1, mv));
+        l[g] += avx2::reduce_add(_mm256_add_ps(p0, p1));
+        _mm256_store_ps(pb[g], p0);
+        _mm256_store_ps(pb[g] + 8, p1);
+      }
+      // P V: CC columns of 8 floats at a time, every head's accumulators in registers
+      for (int c = 0; c < C; c += CC) {
+        __m256 o[NG][CC];
+        for (int g = 0; g < NG; ++g)
+          for (int u = 0; u < CC; ++u) o[g][u] = _mm256_load_ps(acc[g] + 8 * (c + u));
+        for (int j = 0; j < nb; ++j) {
+          __m256 vc[CC];
+          for (int u = 0; u < CC; ++u) vc[u] = avx2::load8(vrow[j] + 8 * (c + u));
+          for (int g = 0; g < NG; ++g) {
+            const __m256 pj = _mm256_broadcast_ss(pb[g] + j);
+            for (int u = 0; u < CC; ++u) o[g][u] = _mm256_fmadd_ps(pj, vc[u], o[g][u]);
+          }
+        }
+        for (int g = 0; g < NG; ++g)
+          for (int u = 0; u < CC; ++u) _mm256_store_ps(acc[g] + 8 * (c + u), o[g][u]);
+      }
+    }
+    write(item, NG, m, l, bad, acc);
+  }
+#endif
 };
-#if defined(SKV_ATTEND_AVX512)
+#if defined(SKV_ATTEND_AVX512) || defined(SKV_ATTEND_AVX2)
 SKV_SIMD_CODE_END
 #endif
 

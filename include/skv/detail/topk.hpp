@@ -141,10 +141,9 @@ template <class Score>
 SKV_HOST_DEVICE SKV_FORCEINLINE std::int32_t next_not_below(const Score& score, std::int32_t i, std::int32_t n,
                                                             float t) {
   if constexpr (std::is_same_v<Score, scores_at>) {
-#if defined(SKV_HAVE_AVX512)
-    const __m512 tv = _mm512_set1_ps(t);
-    for (; i + 16 <= n; i += 16) {
-      const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(score.p + i), tv, _CMP_NLT_UQ);
+#if defined(SKV_HAVE_SIMD)
+    for (; i + simd::lanes <= n; i += simd::lanes) {
+      const unsigned hit = simd::not_below(score.p + i, t);
       if (hit != 0) return i + __builtin_ctz(hit);
     }
 #else

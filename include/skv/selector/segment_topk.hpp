@@ -128,17 +128,18 @@ struct score_segments {
     const std::int64_t p = item / blocks, r0 = (item % blocks) * block;
     const std::int64_t r1 = r0 + block < rows[p] ? r0 + block : rows[p];
     const float* qp = q + p * group * D; // pair p = b * kv_heads + h owns query heads [h * group, (h + 1) * group)
-#if defined(SKV_HAVE_AVX512)
-    if constexpr (dot_summarizer<Sum> && D % 16 == 0) {
-      if (group == 1) { // a pre-summed query: the non-empty rows, found 16 counts at a time, scored 16 at a time
+#if defined(SKV_HAVE_SIMD)
+    if constexpr (dot_summarizer<Sum> && D % simd::lanes == 0) {
+      if (group == 1) { // a pre-summed query: the non-empty rows, found `lanes` counts at a time, scored as many
+        constexpr int W = simd::lanes;
         std::int32_t rows_live[block];
         int m = 0;
         const std::int64_t lo = seg_off[p] + r0, hi = seg_off[p] + r1;
         std::int64_t row = lo;
-        for (; row + 16 <= hi; row += 16) {
-          _mm512_storeu_ps(score + row, _mm512_set1_ps(-INFINITY));
-          __mmask16 hit = _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(count + row), _mm512_setzero_si512());
-          if (up != nullptr) hit &= _mm512_cmp_ps_mask(_mm512_loadu_ps(up + row), _mm512_set1_ps(thr[p]), _CMP_NLT_UQ);
+        for (; row + W <= hi; row += W) {
+          simd::fill(score + row, -INFINITY);
+          unsigned hit = simd::positive(count + row);
+          if (up != nullptr) hit &= simd::not_below(up + row, thr[p]);
           for (; hit != 0; hit &= hit - 1) rows_live[m++] = std::int32_t(row - lo) + __builtin_ctz(hit);
         }
         for (; row < hi; ++row) {
@@ -148,18 +149,18 @@ struct score_segments {
         // the rows are scattered after a pre-filter: fetch the next batch's while this one is scored
         constexpr int lines = int((D * sizeof(T) + 63) / 64);
         auto prefetch = [&](int from) {
-          for (int i = from; i < m && i < from + 16; ++i)
+          for (int i = from; i < m && i < from + W; ++i)
             for (int l = 0; l < lines; ++l)
               _mm_prefetch(reinterpret_cast<const char*>(summary + (lo + rows_live[i]) * D) + 64 * l, _MM_HINT_T0);
         };
         prefetch(0);
-        for (int i = 0; i < m; i += 16) {
-          prefetch(i + 16);
-          const T* rows16[16];
-          float s[16];
-          const int n = m - i < 16 ? m - i : 16;
-          for (int k = 0; k < n; ++k) rows16[k] = summary + (lo + rows_live[i + k]) * D;
-          avx512::dot_rows16<D>(qp, rows16, n, s);
+        for (int i = 0; i < m; i += W) {
+          prefetch(i + W);
+          const T* rows_w[W];
+          float s[W];
+          const int n = m - i < W ? m - i : W;
+          for (int k = 0; k < n; ++k) rows_w[k] = summary + (lo + rows_live[i + k]) * D;
+          simd::dot_rows<D>(qp, rows_w, n, s);
           for (int k = 0; k < n; ++k) score[lo + rows_live[i + k]] = s[k];
         }
         return;
@@ -240,6 +241,14 @@ struct pair_query_sketch {
   }
 };
 
+#if defined(SKV_HAVE_AVX512) && defined(__AVX512VNNI__)
+#  define SKV_SKETCH_SIMD 1
+inline constexpr int sketch_simd_step = 64; //!< code bytes per VNNI multiply-add
+#elif defined(SKV_HAVE_AVX2)
+#  define SKV_SKETCH_SIMD 1
+inline constexpr int sketch_simd_step = 32; //!< code bytes per AVX2 multiply-add pair
+#endif
+
 //! Sketched selection, pass 1 (a block of rows of a pair per work item): bounds [lo, up] on every closed segment's
 //! score from its sketch -- (-inf, +inf) where they are not finite, (-inf, -inf) for a segment without retained
 //! tokens (it never competes).
@@ -261,18 +270,18 @@ struct sketch_bounds_rows {
     const std::int64_t p = item / blocks, r0 = (item % blocks) * block;
     const std::int64_t r1 = r0 + block < rows[p] ? r0 + block : rows[p];
     std::int64_t s = r0;
-#if defined(SKV_HAVE_AVX512) && defined(__AVX512VNNI__)
-    if (dim % 64 == 0 && dim <= 256) // 16 rows at a time; the float sums of their integer dots stay exact
-      for (; s + 16 <= r1; s += 16) {
+#if defined(SKV_SKETCH_SIMD)
+    if (dim % sketch_simd_step == 0 && dim <= 256) // `lanes` rows at a time; their integer dots stay exact in float
+      for (; s + simd::lanes <= r1; s += simd::lanes) {
         const std::int64_t row = seg_off[p] + s;
-        __mmask16 live = _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(count + row), _mm512_setzero_si512());
-        if (live == 0xffff) {
-          bounds16(p, row);
+        unsigned live = simd::positive(count + row);
+        if (live == (1u << simd::lanes) - 1u) {
+          bounds_block(p, row);
           continue;
         }
         // a pre-filtered table is mostly empty rows: bound only the others
-        _mm512_storeu_ps(lo + row, _mm512_set1_ps(-INFINITY));
-        _mm512_storeu_ps(up + row, _mm512_set1_ps(-INFINITY));
+        simd::fill(lo + row, -INFINITY);
+        simd::fill(up + row, -INFINITY);
         for (; live != 0; live &= live - 1) bounds1(p, row + __builtin_ctz(live));
       }
 #endif
@@ -285,12 +294,12 @@ struct sketch_bounds_rows {
       sketch_bounds(qcode + p * dim, qmeta + p * query_meta_width, sketch + row * dim, meta + row * sketch_meta_width,
                     dim, lo[row], up[row]);
   }
-#if defined(SKV_HAVE_AVX512) && defined(__AVX512VNNI__)
+#if defined(SKV_SKETCH_SIMD) && defined(SKV_HAVE_AVX512)
   //! Rows [row, row + 16): 64 code pairs per VNNI multiply-add (unsigned row codes x signed query codes), the 16
   //! integer dots summed by one transpose tree in float (exact: every partial sum is an integer below 2^24 for
   //! dim <= 256), then the bounds in float, widened by 2^-20 (|a| + b) + 2^-120 -- more than the few float
   //! roundings of a, b and a -+ w (each 2^-24 relative), where sketch_bounds_from works in double.
-  void bounds16(std::int64_t p, std::int64_t row) const {
+  void bounds_block(std::int64_t p, std::int64_t row) const {
     const std::int8_t* qc = qcode + p * dim;
     const float* qm = qmeta + p * query_meta_width;
     __m512 acc[16];
@@ -323,6 +332,50 @@ struct sketch_bounds_rows {
     u = _mm512_mask_mov_ps(u, empty, _mm512_set1_ps(-INFINITY));
     _mm512_storeu_ps(lo + row, l);
     _mm512_storeu_ps(up + row, u);
+  }
+#elif defined(SKV_SKETCH_SIMD)
+  //! Rows [row, row + 8): 32 code pairs per AVX2 step -- the biased codes made signed (c = byte ^ 0x80), then
+  //! |c| (unsigned) times the query code carrying c's sign, pairs summed to int16 (at most 2 * 127 * 127, no
+  //! saturation) and to int32 -- so the integer dots are the VNNI kernel's exactly; the 8 summed by `sum8` in float
+  //! (exact below 2^24 for dim <= 256), then the bounds in float, widened as there.
+  void bounds_block(std::int64_t p, std::int64_t row) const {
+    const std::int8_t* qc = qcode + p * dim;
+    const float* qm = qmeta + p * query_meta_width;
+    const __m256i flip = _mm256_set1_epi8(char(0x80)), ones = _mm256_set1_epi16(1);
+    __m256 acc[8];
+    for (int j = 0; j < 8; ++j) {
+      const std::uint8_t* c = sketch + (row + j) * dim;
+      __m256i a = _mm256_setzero_si256();
+      for (int d = 0; d < dim; d += 32) {
+        const __m256i cs = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)(c + d)), flip);
+        const __m256i qs = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i*)(qc + d)), cs);
+        a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(cs), qs), ones));
+      }
+      acc[j] = _mm256_cvtepi32_ps(a);
+    }
+    const __m256 dots = avx2::sum8(acc);
+    const __m256i at =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(sketch_meta_width));
+    const float* m = meta + row * sketch_meta_width;
+    const __m256 sigma = _mm256_i32gather_ps(m, at, 4), e = _mm256_i32gather_ps(m + 1, at, 4),
+                 g = _mm256_i32gather_ps(m + 2, at, 4);
+    const __m256 a = _mm256_mul_ps(_mm256_mul_ps(sigma, _mm256_set1_ps(qm[0])), dots);
+    const __m256 b = _mm256_fmadd_ps(_mm256_set1_ps(qm[1]), g, _mm256_mul_ps(_mm256_set1_ps(qm[2]), e));
+    const __m256 abs_a = _mm256_andnot_ps(_mm256_set1_ps(-0.f), a);
+    const __m256 w =
+        _mm256_add_ps(_mm256_fmadd_ps(_mm256_add_ps(abs_a, b), _mm256_set1_ps(0x1p-20f), b), _mm256_set1_ps(0x1p-120f));
+    __m256 l = _mm256_sub_ps(a, w), u = _mm256_add_ps(a, w);
+    const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(l, _mm256_set1_ps(-FLT_MAX), _CMP_GT_OQ),
+                                    _mm256_cmp_ps(u, _mm256_set1_ps(FLT_MAX), _CMP_LT_OQ));
+    l = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), l, ok);
+    u = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), u, ok);
+    // a segment without retained tokens never competes
+    const __m256 empty = _mm256_castsi256_ps(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(1), _mm256_loadu_si256((const __m256i*)(count + row))));
+    l = _mm256_blendv_ps(l, _mm256_set1_ps(-INFINITY), empty);
+    u = _mm256_blendv_ps(u, _mm256_set1_ps(-INFINITY), empty);
+    _mm256_storeu_ps(lo + row, l);
+    _mm256_storeu_ps(up + row, u);
   }
 #endif
 };

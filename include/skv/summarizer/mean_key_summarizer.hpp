@@ -12,7 +12,8 @@ struct mean_key_summarizer {
   static constexpr int vectors = 1;
   //! score(q_1..q_G) = score(q_1 + ... + q_G): callers may pre-sum the group's queries and pass group = 1.
   static constexpr bool linear_in_query = true;
-  //! score(q, 1, dim, mean) is q . mean: the selector's CPU kernel may score 16 rows at a time (detail/simd.hpp).
+  //! score(q, 1, dim, mean) is q . mean: the selector's CPU kernel may score 16 (AVX-512) or 8 (AVX2) rows at a time
+  //! (detail/simd.hpp).
   static constexpr bool dot_score = true;
 
   template <class T, class KeyRow>
