@@ -19,8 +19,7 @@ date -u
 step "configure + build (sm_90)"
 run cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DSKV_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DSKV_CPU_BACKENDS=OMP -DSKV_BUILD_TOOLS=OFF -DSKV_BENCH_NATIVE=OFF
-targets=$(cmake --build build-gpu --target help | grep -oE 'skv_tests_cuda|skv-bench-cuda|05_cuda_decode' | sort -u)
-run cmake --build build-gpu -j"$(nproc)" --target $targets
+run cmake --build build-gpu -j"$(nproc)" --target skv_cuda_programs   # the three CUDA programs side by side
 step "CUDA tests (same suites and references as the CPU backends)"
 run timeout 150 build-gpu/bin/skv_tests_cuda
 step "compute-sanitizer memcheck on a short test"
