@@ -9,7 +9,8 @@
 //! - retention: keep all / sink + recent (StreamingLLM) / observation-window top units (SnapKV, PyramidKV per-layer
 //!   capacities, ChunkKV segments and layer reuse, SentenceKV's pre-filter) / heavy hitters (H2O);
 //! - choice: attend to everything retained / top segments by their summary (mean key: SentenceKV; min/max bounds:
-//!   Quest), with sink, recent window, fallback and dense layers — through `ref::sentence_model`.
+//!   Quest), with sink, recent window, fallback, dense layers, the blended ranking query and the whole-segments
+//!   rule — checked against `ref::sentence_model` too.
 //!
 //! Float vs double. The cache ranks with float scores, the reference with double ones, so two units whose scores
 //! differ by less than the float error could legitimately come out in either order. Every ranking here is a
@@ -17,8 +18,9 @@
 //! that straddle the cut are within the error bound the expected result is exact; otherwise it is `ambiguous`, and
 //! `check_take` verifies the cache's actual choice against the rule's properties instead (whole units taken in rank
 //! order, at most one cut to its first tokens, nothing ranked clearly lower taken over something clearly higher,
-//! the exact token count). Where a choice changes later state (what a prefill kept, which token H2O evicted), the
-//! reference adopts the cache's choice once it has verified it.
+//! the exact token count; with whole segments: none cut, within the budget, none left out that fit in what the
+//! units ranked above it left). Where a choice changes later state (what a prefill kept, which token H2O evicted),
+//! the reference adopts the cache's choice once it has verified it.
 #pragma once
 
 #include <algorithm>
@@ -143,6 +145,62 @@ inline std::string check_take(const std::vector<unit>& u, std::int64_t budget,
   return "";
 }
 
+//! segment_topk's `whole_segments` rule: units in rank order, each taken whole if it fits in what is left of
+//! `budget` and skipped otherwise (lower-ranked units that fit still may be taken). Any near tie among the units
+//! makes the outcome ambiguous (a swap changes what is left for every later unit).
+inline take_result take_units_whole(const std::vector<unit>& u, std::int64_t budget) {
+  take_result r;
+  const auto order = rank_order(u);
+  std::int64_t left = budget;
+  for (int i : order) {
+    const auto& t = u[i].tokens;
+    if (left <= 0) break;
+    if (std::int64_t(t.size()) > left) continue;
+    r.tokens.insert(r.tokens.end(), t.begin(), t.end());
+    left -= std::int64_t(t.size());
+  }
+  for (std::size_t i = 0; i < order.size() && !r.ambiguous; ++i)
+    for (std::size_t j = i + 1; j < order.size() && !r.ambiguous; ++j)
+      r.ambiguous = near_tie(u[order[i]], u[order[j]]);
+  std::sort(r.tokens.begin(), r.tokens.end());
+  return r;
+}
+
+//! "" when `chosen` is a valid outcome of `take_units_whole` up to float rounding; else why not. Properties: every
+//! unit taken whole or not at all, at most `budget` tokens, and a unit left out did not fit in what the units that
+//! may rank above it (clearly higher, or within the rounding) left of the budget.
+inline std::string check_take_whole(const std::vector<unit>& u, std::int64_t budget,
+                                    const std::vector<std::int32_t>& chosen) {
+  std::map<std::int32_t, int> unit_of;
+  for (std::size_t i = 0; i < u.size(); ++i)
+    for (auto t : u[i].tokens) unit_of[t] = int(i);
+  std::vector<std::int64_t> taken(u.size(), 0);
+  for (auto t : chosen) {
+    const auto it = unit_of.find(t);
+    if (it == unit_of.end()) return "position " + std::to_string(t) + " is not a candidate";
+    ++taken[it->second];
+  }
+  std::int64_t sum = 0;
+  for (std::size_t i = 0; i < u.size(); ++i) {
+    if (taken[i] != 0 && taken[i] != std::int64_t(u[i].tokens.size()))
+      return "unit " + std::to_string(i) + " (first position " + std::to_string(u[i].tokens[0]) + ") is cut";
+    sum += taken[i];
+  }
+  if (sum > budget) return std::to_string(sum) + " tokens taken, over the budget " + std::to_string(budget);
+  for (std::size_t b = 0; b < u.size(); ++b) {
+    if (u[b].tokens.empty() || taken[b] != 0) continue;
+    std::int64_t above = 0; // tokens of the taken units that may rank above b
+    for (std::size_t a = 0; a < u.size(); ++a)
+      if (taken[a] != 0 && (u[a].score > u[b].score || (u[a].score == u[b].score && a < b) || near_tie(u[a], u[b])))
+        above += taken[a];
+    if (std::int64_t(u[b].tokens.size()) <= budget - above)
+      return "unit " + std::to_string(b) + " (first position " + std::to_string(u[b].tokens[0]) + ", " +
+             std::to_string(u[b].tokens.size()) + " tokens) fits in what the units ranked above it left (" +
+             std::to_string(budget - above) + ") but is not taken";
+  }
+  return "";
+}
+
 // ---- configuration -----------------------------------------------------------------------------------------------
 
 enum class segmenter_kind { token, fixed, sentence };
@@ -175,6 +233,8 @@ struct preset_config {
   // segment_topk
   int sink = 0, recent = 0, threshold = 1, dense_layers = 0;
   bool fallback = false, mean_query = true;
+  bool blend = false; //!< query_mode::blend: unit mean query + unit current query (overrides mean_query)
+  bool whole = false; //!< whole_segments: a segment that does not fit is skipped, not cut
   //! K/V/Q are multiples of 1/8 in [-4, 4] stored as float: min/max page scores with the current query are then
   //! computed exactly in float (products and their sums are representable), so their ties are exact.
   bool exact_inputs = false;
@@ -246,7 +306,8 @@ struct preset_config {
       os << "attend_all";
     else
       os << "segment_topk(sink " << sink << ", recent " << recent << ", fallback " << fallback << ", threshold "
-         << threshold << ", " << (mean_query ? "partial_mean" : "current") << ", dense_layers " << dense_layers << ")";
+         << threshold << ", " << (blend ? "blend" : mean_query ? "partial_mean" : "current") << ", dense_layers "
+         << dense_layers << (whole ? ", whole_segments" : "") << ")";
     return os.str();
   }
 };
@@ -308,6 +369,8 @@ preset_config config_of(const skv::model_shape& shape, const typename Cache::opt
     c.fallback = s.choice.fallback;
     c.threshold = s.choice.length_threshold;
     c.mean_query = s.choice.query == skv::query_mode::partial_mean;
+    c.blend = s.choice.query == skv::query_mode::blend;
+    c.whole = s.choice.whole_segments;
     c.dense_layers = s.choice.dense_layers;
   } else {
     c.choice = choice_kind::attend_all;
@@ -478,6 +541,8 @@ struct model_stats {
   long pairs_exact = 0;       //!< (layer, pair) selections compared exactly
   long pairs_cut = 0;         //!< ... of them non-dense segment_topk selections (segments ranked and cut)
   long pairs_near_tie = 0;    //!< segment rankings with a near tie at the cut, checked by properties
+  long pairs_blend = 0;       //!< ranked segment selections (exact or near tie) with query_mode::blend
+  long pairs_whole = 0;       //!< ... with whole_segments
   long pairs_unknown = 0;     //!< selections checked by properties while a prefill choice was still open
   long prefill_cut = 0;       //!< prefills that ranked and dropped prompt tokens (window_top, heavy hitters)
   long prefill_near_tie = 0;  //!< ... with a near tie at the cut
@@ -749,6 +814,8 @@ private:
     o.fallback = c_.fallback;
     o.threshold = c_.threshold;
     o.mean_query = c_.mean_query;
+    o.blend = c_.blend;
+    o.whole = c_.whole;
     o.minmax = c_.sum == summary_kind::minmax;
     return o;
   }
@@ -905,7 +972,9 @@ private:
     std::vector<std::int32_t> fixed;
     const auto units = segment_units(L, s, h, r, fixed);
     const std::int64_t left = c_.budget - c_.sink - c_.recent_kept();
-    const auto t = take_units(units, left);
+    const auto t = c_.whole ? take_units_whole(units, left) : take_units(units, left);
+    stats.pairs_blend += c_.blend;
+    stats.pairs_whole += c_.whole;
     if (!t.ambiguous) {
       std::vector<std::int32_t> want = fixed;
       want.insert(want.end(), t.tokens.begin(), t.tokens.end());
@@ -928,7 +997,7 @@ private:
         return "sink/recent position " + std::to_string(x) + " not selected";
     for (auto x : S)
       if (!std::binary_search(fixed.begin(), fixed.end(), x)) rest.push_back(x);
-    std::string why = check_take(units, left, rest);
+    std::string why = c_.whole ? check_take_whole(units, left, rest) : check_take(units, left, rest);
     ++stats.pairs_near_tie;
     return why.empty() ? "" : "segment ranking (near tie): " + why;
   }
@@ -1002,13 +1071,23 @@ private:
     for (std::int64_t k = 0; k < head; ++k) fixed.push_back(r[k]);
     for (std::int64_t k = len - tail; k < len; ++k) fixed.push_back(r[k]);
     std::vector<double> qbar(std::size_t(G) * D);
-    for (int g = 0; g < G; ++g)
+    const float* current = &L.last_q[std::size_t(s) * c_.q_heads * D];
+    for (int g = 0; g < G; ++g) {
+      double n_mean = 0, n_cur = 0; // blend: each part scaled to unit length (a zero part adds nothing)
       for (int d = 0; d < D; ++d) {
         const std::size_t i = std::size_t(h * G + g) * D + d;
-        qbar[std::size_t(g) * D + d] =
-            c_.mean_query ? sm.q_sum[i] / sm.partial_queries : double(L.last_q[std::size_t(s) * c_.q_heads * D + i]);
+        n_mean += double(sm.q_sum[i]) * sm.q_sum[i];
+        n_cur += double(current[i]) * current[i];
       }
-    const bool exact = c_.sum == summary_kind::minmax && !c_.mean_query && c_.exact_inputs;
+      for (int d = 0; d < D; ++d) {
+        const std::size_t i = std::size_t(h * G + g) * D + d;
+        qbar[std::size_t(g) * D + d] = c_.blend ? (n_mean > 0 ? sm.q_sum[i] / std::sqrt(n_mean) : 0.0) +
+                                                      (n_cur > 0 ? current[i] / std::sqrt(n_cur) : 0.0)
+                                       : c_.mean_query ? sm.q_sum[i] / sm.partial_queries
+                                                       : double(current[i]);
+      }
+    }
+    const bool exact = c_.sum == summary_kind::minmax && !c_.mean_query && !c_.blend && c_.exact_inputs;
     std::vector<unit> units(q.seg_begin.size());
     for (std::size_t i = 0; i < q.seg_begin.size(); ++i) {
       const std::int64_t lo = q.seg_begin[i], hi = i + 1 < q.seg_begin.size() ? q.seg_begin[i + 1] : q.partial_begin;
@@ -1038,7 +1117,8 @@ private:
         }
       }
       units[i].score = score;
-      // float: the mean (one division), the ranking query (a division, the group's sum), a 16-lane dot product
+      // float: the mean (one division), the ranking query (a division, or blend's two norms and square roots; the
+      // group's sum), a 16-lane dot product
       units[i].tol = exact ? 0.0 : 2e-5 * mag + 1e-30;
       for (auto k : members)
         if (k >= head && k < len - tail) units[i].tokens.push_back(r[k]);

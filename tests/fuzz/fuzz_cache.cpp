@@ -374,8 +374,22 @@ private:
       }
       if (f_.ConsumeIntegralInRange<int>(0, 3) == 0) c.fallback = !c.fallback;
       if (f_.ConsumeIntegralInRange<int>(0, 3) == 0) c.length_threshold = pick(wild, 0, 3, -1, 3);
-      if (f_.ConsumeIntegralInRange<int>(0, 5) == 0)
-        c.query = c.query == skv::query_mode::current ? skv::query_mode::partial_mean : skv::query_mode::current;
+      if (f_.ConsumeIntegralInRange<int>(0, 2) == 0) { // the ranking rule: query mode, whole segments
+        switch (f_.ConsumeIntegralInRange<int>(0, 3)) {
+        case 0:
+          c.query = c.query == skv::query_mode::current ? skv::query_mode::partial_mean : skv::query_mode::current;
+          break;
+        case 1:
+          c.query = skv::query_mode::blend;
+          break;
+        case 2:
+          c.whole_segments = true;
+          break;
+        default:
+          c.query = skv::query_mode::blend;
+          c.whole_segments = true;
+        }
+      }
       if (f_.ConsumeIntegralInRange<int>(0, 3) == 0) c.dense_layers = pick(wild, 0, 3, -1, 3);
     }
     // the budget: the smallest valid one plus a little (small budgets evict and cut), or anything when wild
@@ -1038,10 +1052,12 @@ struct stats_printer {
       std::fprintf(stderr, " %.*s %ld/%ld", int(skv::preset_names[i].size()), skv::preset_names[i].data(), runs[i],
                    steps[i]);
     std::fprintf(stderr,
-                 "\n[skv-fuzz stats] pairs: exact %ld (segments cut %ld), near tie %ld, prefill open %ld; prefills: "
-                 "cut %ld, near tie %ld, resolved %ld, reused %ld; evictions %ld (near tie %ld)\n",
-                 s.pairs_exact, s.pairs_cut, s.pairs_near_tie, s.pairs_unknown, s.prefill_cut, s.prefill_near_tie,
-                 s.prefill_resolved, s.prefill_reused, s.evictions, s.eviction_near_tie);
+                 "\n[skv-fuzz stats] pairs: exact %ld (segments cut %ld), near tie %ld, prefill open %ld; ranked with "
+                 "the blended query %ld, whole segments %ld; prefills: cut %ld, near tie %ld, resolved %ld, reused "
+                 "%ld; evictions %ld (near tie %ld)\n",
+                 s.pairs_exact, s.pairs_cut, s.pairs_near_tie, s.pairs_unknown, s.pairs_blend, s.pairs_whole,
+                 s.prefill_cut, s.prefill_near_tie, s.prefill_resolved, s.prefill_reused, s.evictions,
+                 s.eviction_near_tie);
   }
 } g_stats;
 
