@@ -198,6 +198,13 @@ struct pair_units {
   }
 };
 
+//! The step's rule for one pair: it attends to all it retains, with no index list, in a dense layer or while its
+//! sequence's open segment holds at most `threshold` queries (with `fallback`). The host's bounds and the device
+//! passes both ask it.
+SKV_HOST_DEVICE inline bool attends_all_rule(bool dense_layer, bool fallback, int threshold, std::int32_t partial) {
+  return dense_layer || (fallback && partial <= threshold);
+}
+
 //! What the per-pair passes over the ranked segments share: where each pair's segments sit and the tokens they
 //! hold, this step's rule (a dense layer, a fallback step) and each pair's top-k scratch.
 struct pair_segments {
@@ -213,7 +220,7 @@ struct pair_segments {
   bool dense_layer, fallback;
   //! Pair p attends to all it retains, with no index list (a dense layer or a fallback step).
   SKV_HOST_DEVICE bool attends_all(std::int64_t p) const {
-    return dense_layer || (fallback && partial_count[p / kv_heads] <= threshold);
+    return attends_all_rule(dense_layer, fallback, threshold, partial_count[p / kv_heads]);
   }
   //! ... or selects all it retains because it fits in `cap`.
   SKV_HOST_DEVICE bool takes_everything(std::int64_t p, std::int64_t cap) const {
@@ -516,7 +523,8 @@ public:
     const bool dense_layer = init_.layer < o_.dense_layers;
     bool all_dense = true;
     for (int p = 0; p < P; ++p) {
-      const bool dense = dense_layer || (o_.fallback && ctx.seqs[p / H].partial_queries <= o_.length_threshold);
+      const bool dense =
+          detail::attends_all_rule(dense_layer, o_.fallback, o_.length_threshold, ctx.seqs[p / H].partial_queries);
       const std::int64_t n = ctx.store.length_host[p];
       out.bound[p] = dense ? n : std::min<std::int64_t>(n, budget_);
       all_dense &= dense;
