@@ -1070,23 +1070,7 @@ private:
                        tail = std::min<std::int64_t>(c_.recent_kept(), len - head);
     for (std::int64_t k = 0; k < head; ++k) fixed.push_back(r[k]);
     for (std::int64_t k = len - tail; k < len; ++k) fixed.push_back(r[k]);
-    std::vector<double> qbar(std::size_t(G) * D);
-    const float* current = &L.last_q[std::size_t(s) * c_.q_heads * D];
-    for (int g = 0; g < G; ++g) {
-      double n_mean = 0, n_cur = 0; // blend: each part scaled to unit length (a zero part adds nothing)
-      for (int d = 0; d < D; ++d) {
-        const std::size_t i = std::size_t(h * G + g) * D + d;
-        n_mean += double(sm.q_sum[i]) * sm.q_sum[i];
-        n_cur += double(current[i]) * current[i];
-      }
-      for (int d = 0; d < D; ++d) {
-        const std::size_t i = std::size_t(h * G + g) * D + d;
-        qbar[std::size_t(g) * D + d] = c_.blend ? (n_mean > 0 ? sm.q_sum[i] / std::sqrt(n_mean) : 0.0) +
-                                                      (n_cur > 0 ? current[i] / std::sqrt(n_cur) : 0.0)
-                                       : c_.mean_query ? sm.q_sum[i] / sm.partial_queries
-                                                       : double(current[i]);
-      }
-    }
+    const std::vector<double> qbar = sm.ranking_query(h, &L.last_q[std::size_t(s) * c_.q_heads * D]);
     const bool exact = c_.sum == summary_kind::minmax && !c_.mean_query && !c_.blend && c_.exact_inputs;
     std::vector<unit> units(q.seg_begin.size());
     for (std::size_t i = 0; i < q.seg_begin.size(); ++i) {

@@ -153,12 +153,9 @@ struct sentence_model {
     }
   }
 
-  //! Positions selected for KV head `kh` under the current state; `current_q` is the step's query.
-  std::vector<std::int32_t> select(const history& h, int seq, int kh, const float* current_q) const {
-    const auto& r = retained[kh];
-    const std::int64_t len = std::int64_t(r.size());
-    if (o.fallback && partial_queries <= o.threshold) return r;
-    if (len <= o.budget) return r;
+  //! The ranking query of each query head of KV head `kh`'s group ([group, dim]): the open sentence's mean query,
+  //! the step's query `current_q` ([q_heads, dim]), or (blend) both scaled to unit length and summed.
+  std::vector<double> ranking_query(int kh, const float* current_q) const {
     const int G = q_heads / kv_heads;
     std::vector<double> qbar(std::size_t(G) * dim);
     for (int g = 0; g < G; ++g) {
@@ -176,6 +173,17 @@ struct sentence_model {
                                                         : current_q[i];
       }
     }
+    return qbar;
+  }
+
+  //! Positions selected for KV head `kh` under the current state; `current_q` is the step's query.
+  std::vector<std::int32_t> select(const history& h, int seq, int kh, const float* current_q) const {
+    const auto& r = retained[kh];
+    const std::int64_t len = std::int64_t(r.size());
+    if (o.fallback && partial_queries <= o.threshold) return r;
+    if (len <= o.budget) return r;
+    const int G = q_heads / kv_heads;
+    const std::vector<double> qbar = ranking_query(kh, current_q);
     // the newest retained token (the step's own) is always attended: recent counts at least 1
     const std::int64_t recent = std::max(o.recent, 1);
     const std::int64_t head = std::min<std::int64_t>(o.sink, len), tail = std::min<std::int64_t>(recent, len - head);
