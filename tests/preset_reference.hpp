@@ -96,21 +96,32 @@ inline take_result take_units(const std::vector<unit>& u, std::int64_t budget) {
   return r;
 }
 
+//! The chosen positions grouped by unit: idx[i] = their indices in u[i].tokens (in the order chosen); `error` names
+//! the first chosen position that is in no unit.
+struct chosen_by_unit {
+  std::vector<std::vector<int>> idx;
+  std::string error;
+};
+inline chosen_by_unit group_by_unit(const std::vector<unit>& u, const std::vector<std::int32_t>& chosen) {
+  std::map<std::int32_t, std::pair<int, int>> where; // token -> (unit, index in the unit)
+  for (std::size_t i = 0; i < u.size(); ++i)
+    for (std::size_t j = 0; j < u[i].tokens.size(); ++j) where[u[i].tokens[j]] = {int(i), int(j)};
+  chosen_by_unit g{std::vector<std::vector<int>>(u.size()), ""};
+  for (auto t : chosen) {
+    const auto it = where.find(t);
+    if (it == where.end()) return {{}, "position " + std::to_string(t) + " is not a candidate"};
+    g.idx[it->second.first].push_back(it->second.second);
+  }
+  return g;
+}
+
 //! "" when `chosen` is a valid outcome of taking `budget` tokens from `u` up to float rounding; else why not.
 inline std::string check_take(const std::vector<unit>& u, std::int64_t budget,
                               const std::vector<std::int32_t>& chosen) {
-  std::map<std::int32_t, std::pair<int, int>> where; // token -> (unit, index in the unit)
+  auto [idx, error] = group_by_unit(u, chosen);
+  if (!error.empty()) return error;
   std::int64_t total = 0;
-  for (std::size_t i = 0; i < u.size(); ++i) {
-    total += std::int64_t(u[i].tokens.size());
-    for (std::size_t j = 0; j < u[i].tokens.size(); ++j) where[u[i].tokens[j]] = {int(i), int(j)};
-  }
-  std::vector<std::vector<int>> idx(u.size());
-  for (auto t : chosen) {
-    const auto it = where.find(t);
-    if (it == where.end()) return "position " + std::to_string(t) + " is not a candidate";
-    idx[it->second.first].push_back(it->second.second);
-  }
+  for (const auto& x : u) total += std::int64_t(x.tokens.size());
   std::vector<std::int64_t> taken(u.size(), 0);
   std::int64_t sum = 0;
   int partial = 0;
@@ -171,17 +182,12 @@ inline take_result take_units_whole(const std::vector<unit>& u, std::int64_t bud
 //! may rank above it (clearly higher, or within the rounding) left of the budget.
 inline std::string check_take_whole(const std::vector<unit>& u, std::int64_t budget,
                                     const std::vector<std::int32_t>& chosen) {
-  std::map<std::int32_t, int> unit_of;
-  for (std::size_t i = 0; i < u.size(); ++i)
-    for (auto t : u[i].tokens) unit_of[t] = int(i);
+  const auto [idx, error] = group_by_unit(u, chosen);
+  if (!error.empty()) return error;
   std::vector<std::int64_t> taken(u.size(), 0);
-  for (auto t : chosen) {
-    const auto it = unit_of.find(t);
-    if (it == unit_of.end()) return "position " + std::to_string(t) + " is not a candidate";
-    ++taken[it->second];
-  }
   std::int64_t sum = 0;
   for (std::size_t i = 0; i < u.size(); ++i) {
+    taken[i] = std::int64_t(idx[i].size());
     if (taken[i] != 0 && taken[i] != std::int64_t(u[i].tokens.size()))
       return "unit " + std::to_string(i) + " (first position " + std::to_string(u[i].tokens[0]) + ") is cut";
     sum += taken[i];
