@@ -222,6 +222,8 @@ public:
     const std::size_t segments = cache_.segment_begins(0, 0).size() * std::size_t(in_->shape.kv_heads);
     if constexpr (skv::sketched_summarizer<Sum>) // the sketches and their meta (the few full summaries left out)
       return segments * (std::size_t(in_->shape.head_dim) + skv::detail::sketch_meta_width * sizeof(float));
+    if constexpr (skv::projected_summarizer<Sum>) // int8 projections and their scales (candidates' summaries left out)
+      return segments * (std::size_t(in_->shape.head_dim / Sum::projection_divisor) + sizeof(float));
     return segments * std::size_t(Sum::vectors) * std::size_t(in_->shape.head_dim) * sizeof(T);
   }
   int kv_bytes_per_element() const override { return int(sizeof(T)); }

@@ -51,6 +51,11 @@ template <template <class> class Preset, class T>
 using sketched = skv::kv_cache<typename Preset<T>::segmenter_type, skv::sketched_mean_key_summarizer,
                                typename Preset<T>::selector_type, typename Preset<T>::offloader_type, T>;
 
+//! ... and by the projected mean key (rank head_dim / 4: the approximate pre-screen, bench-only ablation rows).
+template <template <class> class Preset, class T>
+using projected = skv::kv_cache<typename Preset<T>::segmenter_type, skv::projected_mean_key_summarizer<>,
+                                typename Preset<T>::selector_type, typename Preset<T>::offloader_type, T>;
+
 template <class T>
 std::vector<preset_entry> presets_of(const char* type, bool only_typed) {
   std::vector<preset_entry> v;
@@ -60,13 +65,18 @@ std::vector<preset_entry> presets_of(const char* type, bool only_typed) {
   });
   return v;
 }
-//! The SentenceKV presets with the sketched mean key (bfloat16): the selection stage and the step, for flatness.
+//! The SentenceKV presets with the sketched and the projected mean key (bfloat16): the selection stage and the
+//! step, for flatness.
 std::vector<preset_entry> sketched_presets() {
   using plain = sketched<skv::sentence_kv, skv::bfloat16>;
   using lossless = sketched<skv::sentence_kv_lossless, skv::bfloat16>;
   // one-layer rows only (no whole-model factory): each cache type costs the CUDA build minutes of instantiation
+  using plain_projected = projected<skv::sentence_kv, skv::bfloat16>;
+  using lossless_projected = projected<skv::sentence_kv_lossless, skv::bfloat16>;
   return {{"sentence_kv+sketch", "bfloat16", factory<plain>(), {}},
-          {"sentence_kv_lossless+sketch", "bfloat16", factory<lossless>(), {}}};
+          {"sentence_kv_lossless+sketch", "bfloat16", factory<lossless>(), {}},
+          {"sentence_kv+prescreen", "bfloat16", factory<plain_projected>(), {}},
+          {"sentence_kv_lossless+prescreen", "bfloat16", factory<lossless_projected>(), {}}};
 }
 std::vector<preset_entry> presets_of(const char* type) {
   if (std::strcmp(type, "bfloat16") == 0) return presets_of<skv::bfloat16>(type, false);

@@ -85,6 +85,15 @@ concept sketched_summarizer = dot_summarizer<S> && requires {
   requires S::int8_sketch;
 };
 
+//! A dot summarizer that also keeps a low-rank projection of each summary (`S::projection_divisor`, rank =
+//! head_dim / divisor): the segment table keeps a per-(sequence, KV head) basis from the prompt's summaries and each
+//! segment's projection, and `segment_topk` ranks by the projected score first and scores exactly only the segments
+//! that fill a multiple of the budget by that ranking -- an approximate pre-screen (detail/projection.hpp).
+template <class S>
+concept projected_summarizer = dot_summarizer<S> && requires {
+  requires S::projection_divisor >= 1;
+};
+
 //! selector: which tokens are retained and which are attended. Requires
 //! - `typename S::options`, `S(const options&, const policy_init&)`, `S::needs_summaries` (whether `select` reads
 //!   segment summaries);

@@ -63,6 +63,10 @@ public:
   explicit kv_cache(const model_shape& shape, const options& opts = {})
       : shape_(shape), opts_(opts), seg_(opts.segmenter), attention_(memory()) {
     detail::validate_shape(shape, opts.softmax_scale, "skv::kv_cache");
+    if constexpr (projected_summarizer<Sum>)
+      detail::require(shape.head_dim % Sum::projection_divisor == 0, "skv::kv_cache", "head_dim", shape.head_dim,
+                      [] { return "a multiple of the summarizer's projection_divisor (" +
+                                  std::to_string(Sum::projection_divisor) + ")"; });
     seg_.validate();
     layers_.reserve(shape.num_layers);
     for (int l = 0; l < shape.num_layers; ++l) {
@@ -305,10 +309,16 @@ public:
 private:
   tier_resources memory() const { return {opts_.fast_memory, opts_.slow_memory}; }
   policy_init init(int layer) const {
-    return {layer, shape_.num_layers, shape_, int(sizeof(T)), memory(), sketched_summarizer<Sum>};
+    return {layer, shape_.num_layers, shape_, int(sizeof(T)), memory(), sketched_summarizer<Sum>, projection_rank()};
   }
   layer_info info(int layer, int batch, stream_t s) const {
     return {layer, shape_.num_layers, shape_, batch, softmax_scale(), s};
+  }
+  int projection_rank() const {
+    if constexpr (projected_summarizer<Sum>)
+      return shape_.head_dim / Sum::projection_divisor;
+    else
+      return 0;
   }
   std::size_t token_bytes() const { return std::size_t(shape_.head_dim) * 2 * sizeof(T) + sizeof(std::int32_t); }
 

@@ -39,6 +39,7 @@ struct policy_init {
   int value_bytes = 2;             //!< bytes of one stored K/V element (sizeof the cache's storage type)
   tier_resources memory;           //!< allocate from these (`tier_allocator` / `bind`)
   bool sketched_summaries = false; //!< the segment table keeps int8 sketches (`sketched_summarizer`)
+  int projection_rank = 0;         //!< values per segment projection (`projected_summarizer`; 0: none)
 };
 
 //! The layer a call works on.
@@ -93,6 +94,11 @@ struct segment_view {
   const T* summary = nullptr;              //!< [row, vectors, dim]
   const std::uint8_t* sketch = nullptr;    //!< [row, dim] int8 codes of the summary + 128 (sketched summarizers)
   const float* sketch_meta = nullptr;      //!< [row, 4] the codes' scale and error terms (detail/sketch.hpp)
+  int rank = 0;                            //!< values per projection (projected summarizers; 0: none)
+  const std::int8_t* projection = nullptr; //!< [row, rank] each summary projected onto its pair's basis (int8 codes)
+  const float* projection_scale = nullptr; //!< [row] ... times this scale
+  const float* basis = nullptr;            //!< [pairs, rank, dim] orthonormal rows (detail/projection.hpp)
+  const std::int32_t* basis_rows = nullptr; //!< [pairs] device: summaries the basis came from (0: no basis)
   std::span<const std::int64_t> rows_host; //!< [pairs] host copy of `rows`
 };
 

@@ -19,6 +19,15 @@ using sentence_kv_bounds =
                   skv::composed_selector<skv::keep_all, skv::segment_topk<skv::sentence_kv_choice>>,
                   skv::host_offloader, T>;
 
+//! SentenceKV without the pre-filter, ranking the sentences first by the mean key projected onto the prompt's
+//! dominant subspace (rank head_dim / 4) and scoring exactly only those that fill twice the budget: the
+//! approximate pre-screen that makes the step flat in the context (docs/policies.md).
+template <skv::storage_type T>
+using sentence_kv_lossless_prescreen =
+    skv::kv_cache<skv::sentence_segmenter, skv::projected_mean_key_summarizer<>,
+                  skv::composed_selector<skv::keep_all, skv::segment_topk<skv::sentence_kv_choice>>,
+                  skv::host_offloader, T>;
+
 template <template <class> class Cache, class Tweak>
 preset_info variant_of(std::string name, Tweak tweak) {
   using options = typename Cache<float>::options;
@@ -56,6 +65,11 @@ void whole(O& o) {
 }
 template <class O>
 void unchanged(O&) {}
+//! The pre-screen at every number of sentences (its default starts at 256 per KV head, past an 8K context).
+template <class O>
+void prescreen_always(O& o) {
+  o.selector.choice.sketch_rows = 0;
+}
 
 } // namespace
 
@@ -78,6 +92,8 @@ const std::vector<preset_info>& ablations() {
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+sentences", [](auto& o) { whole_sentences(o); }));
     v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds", [](auto& o) { unchanged(o); }));
     v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds+current", [](auto& o) { current_query(o); }));
+    v.push_back(variant_of<sentence_kv_lossless_prescreen>("sentence_kv_lossless+prescreen",
+                                                           [](auto& o) { prescreen_always(o); }));
     return v;
   }();
   return all;

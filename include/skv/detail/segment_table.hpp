@@ -5,6 +5,7 @@
 #pragma once
 
 #include <skv/concepts.hpp>
+#include <skv/detail/projection.hpp>
 #include <skv/detail/ragged.hpp>
 #include <skv/detail/sketch.hpp>
 #include <skv/numeric.hpp>
@@ -38,7 +39,10 @@ struct segment_locator {
   T* summary;
   std::uint8_t* sketch; //!< [row, dim] (sketched summarizers)
   float* sketch_meta;   //!< [row, sketch_meta_width]
-  int dim;
+  std::int8_t* projection;  //!< [row, rank] (projected summarizers)
+  float* projection_scale;  //!< [row]
+  const float* basis;       //!< [pairs, rank, dim]
+  int dim, rank;
   struct key_rows {
     const T* base;
     int dim;
@@ -56,6 +60,8 @@ struct segment_locator {
       else
         Sum::template summarize<T>(key_rows{keys + (store_off[p] + a) * dim, dim}, int(e - a), dim, out);
       if constexpr (sketched_summarizer<Sum>) encode_sketch(out, dim, sketch + row * dim, sketch_meta + row * sketch_meta_width);
+      if constexpr (projected_summarizer<Sum>)
+        project_summary(basis + p * rank * dim, out, dim, rank, projection + row * rank, projection_scale + row);
     }
   }
 };
@@ -99,15 +105,39 @@ struct locate_closed {
   }
 };
 
+//! Every row of every pair projected onto its pair's basis again (after prefill computed the bases).
+template <class T>
+struct project_all {
+  const T* summary;
+  const float* basis;
+  const std::int64_t* seg_off;
+  const std::int32_t* rows;
+  std::int8_t* projection;
+  float* projection_scale;
+  int dim, rank;
+  std::int64_t max_rows;
+  SKV_HOST_DEVICE void operator()(std::int64_t i) const {
+    const std::int64_t p = i / max_rows, s = i % max_rows;
+    if (s >= rows[p]) return;
+    const std::int64_t row = seg_off[p] + s;
+    project_summary(basis + p * rank * dim, summary + row * dim, dim, rank, projection + row * rank,
+                    projection_scale + row);
+  }
+};
+
 template <class T, class Sum>
 class segment_table {
 public:
-  explicit segment_table(int dim, const tier_resources& mem) : dim_(dim) {
+  explicit segment_table(int dim, const tier_resources& mem) : dim_(dim), rank_(rank_of(dim)) {
     layout_.bind(mem.of(tier::fast));
     for (auto* v : {&begin_, &first_, &count_}) skv::bind(*v, mem.of(tier::fast));
     skv::bind(summary_, mem.of(tier::fast));
     skv::bind(sketch_, mem.of(tier::fast));
     skv::bind(sketch_meta_, mem.of(tier::fast));
+    skv::bind(projection_, mem.of(tier::fast));
+    skv::bind(projection_scale_, mem.of(tier::fast));
+    skv::bind(basis_, mem.of(tier::fast));
+    skv::bind(basis_rows_, mem.of(tier::fast));
   }
 
   //! Room for `max_pairs` pairs of `rows_per_pair` segments; a table that holds rows is re-laid with it now.
@@ -123,6 +153,7 @@ public:
       ensure_size(summary_, std::size_t(rows) * Sum::vectors * dim_);
       ensure_sketch(std::size_t(rows));
     }
+    ensure_basis(std::size_t(max_pairs));
     for (auto* h : {&layout_.offset, &layout_.capacity, &layout_.length}) h->reserve(max_pairs);
     ensure_size(layout_.d_offset, max_pairs);
     ensure_size(layout_.d_length, max_pairs);
@@ -143,6 +174,7 @@ public:
     for (auto* v : {&begin_, &first_, &count_}) ensure_size(*v, rows);
     ensure_size(summary_, rows * Sum::vectors * dim_);
     ensure_sketch(rows);
+    ensure_basis(P);
     std::vector<std::int32_t> begins(rows, 0);
     for (std::size_t p = 0; p < P; ++p) {
       const auto& b = seqs[p / kv_heads].segment_begins;
@@ -150,6 +182,7 @@ public:
     }
     upload(begin_, begins, s);
     relocate(store, partial_begin, kv_heads, s);
+    if constexpr (projected) build_bases(s);
     synchronize(s); // `begins` is pageable
   }
 
@@ -200,11 +233,18 @@ public:
             raw(summary_),
             sketched ? raw(sketch_) : nullptr,
             sketched ? raw(sketch_meta_) : nullptr,
+            rank_,
+            projected ? raw(projection_) : nullptr,
+            projected ? raw(projection_scale_) : nullptr,
+            projected ? raw(basis_) : nullptr,
+            projected ? raw(basis_rows_) : nullptr,
             layout_.length};
   }
   std::size_t fast_bytes() const {
     return layout_.fast_bytes() + allocated_bytes(begin_) + allocated_bytes(first_) + allocated_bytes(count_) +
-           allocated_bytes(summary_) + allocated_bytes(sketch_) + allocated_bytes(sketch_meta_);
+           allocated_bytes(summary_) + allocated_bytes(sketch_) + allocated_bytes(sketch_meta_) +
+           allocated_bytes(projection_) + allocated_bytes(projection_scale_) + allocated_bytes(basis_) +
+           allocated_bytes(basis_rows_);
   }
   std::int64_t rows(std::size_t p) const { return layout_.length[p]; }
 
@@ -221,30 +261,81 @@ private:
       relayout(sketch_, layout_, to, dim_, s, min_rows);
       relayout(sketch_meta_, layout_, to, sketch_meta_width, s, min_rows);
     }
+    if constexpr (projected) {
+      relayout(projection_, layout_, to, rank_, s, min_rows);
+      relayout(projection_scale_, layout_, to, 1, s, min_rows);
+    }
     layout_ = std::move(to);
   }
   template <class Store>
   segment_locator<Sum, T> locator(const Store& store) {
     const auto v = store.view();
-    return {v.k,         v.position,    v.offset,     v.length,          raw(first_),
-            raw(count_), raw(summary_), raw(sketch_), raw(sketch_meta_), dim_};
+    return {v.k,           v.position,   v.offset,          v.length,         raw(first_),
+            raw(count_),   raw(summary_), raw(sketch_),      raw(sketch_meta_), raw(projection_),
+            raw(projection_scale_), raw(basis_), dim_, rank_};
+  }
+  //! Prefill, projected summarizers: each pair's basis from its summaries (on the host: the summaries come down,
+  //! the bases go up), then every row projected onto it.
+  void build_bases(stream_t s) {
+    const std::size_t P = layout_.pairs(), D = std::size_t(dim_), R = std::size_t(rank_);
+    std::vector<T> summaries(std::size_t(layout_.total_capacity()) * D);
+    copy_bytes(summaries.data(), raw(summary_), summaries.size() * sizeof(T), s);
+    synchronize(s);
+    std::vector<float> rows, basis(P * R * D);
+    std::vector<std::int32_t> used(P);
+    for (std::size_t p = 0; p < P; ++p) {
+      const std::int64_t n = layout_.length[p];
+      rows.resize(std::size_t(n) * D);
+      for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = to_float(summaries[std::size_t(layout_.offset[p]) * D + i]);
+      used[p] = dominant_subspace(rows.data(), n, dim_, rank_, basis.data() + p * R * D);
+    }
+    upload(basis_, basis, s);
+    upload(basis_rows_, used, s);
+    const std::int64_t max_rows = layout_.max_length();
+    if (max_rows > 0)
+      parallel_for(std::int64_t(P) * max_rows,
+                   project_all<T>{raw(summary_), raw(basis_), raw(layout_.d_offset), raw(layout_.d_length),
+                                  raw(projection_), raw(projection_scale_), dim_, rank_, max_rows},
+                   s);
+    synchronize(s); // `basis` and `used` are pageable
+  }
+  void ensure_basis(std::size_t pairs) {
+    if constexpr (projected) {
+      ensure_size(basis_, pairs * std::size_t(rank_) * dim_);
+      ensure_size(basis_rows_, pairs);
+    }
+  }
+  static int rank_of(int dim) {
+    if constexpr (projected_summarizer<Sum>)
+      return dim / Sum::projection_divisor;
+    else
+      return 0;
   }
   void ensure_sketch(std::size_t rows) {
     if constexpr (sketched) {
       ensure_size(sketch_, rows * dim_);
       ensure_size(sketch_meta_, rows * sketch_meta_width);
     }
+    if constexpr (projected) {
+      ensure_size(projection_, rows * rank_);
+      ensure_size(projection_scale_, rows);
+    }
   }
 
   static constexpr bool sketched = sketched_summarizer<Sum>;
+  static constexpr bool projected = projected_summarizer<Sum>;
 
-  int dim_;
+  int dim_, rank_;
   std::int64_t reserved_rows_ = 0;
   ragged_layout layout_;
   fast_vector<std::int32_t> begin_, first_, count_;
   fast_vector<T> summary_;
   fast_vector<std::uint8_t> sketch_;
   fast_vector<float> sketch_meta_;
+  fast_vector<std::int8_t> projection_;
+  fast_vector<float> projection_scale_;
+  fast_vector<float> basis_;
+  fast_vector<std::int32_t> basis_rows_;
 };
 
 } // namespace detail

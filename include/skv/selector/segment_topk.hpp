@@ -11,6 +11,7 @@
 
 #include <skv/concepts.hpp>
 #include <skv/detail/dot.hpp>
+#include <skv/detail/projection.hpp>
 #include <skv/detail/simd.hpp>
 #include <skv/detail/sketch.hpp>
 #include <skv/detail/topk.hpp>
@@ -121,11 +122,15 @@ struct score_segments {
   std::int64_t blocks;        //!< per pair
   const float* up = nullptr;  //!< laid out by seg_off, or null: every segment with retained tokens is scored
   const float* thr = nullptr; //!< [pairs]
+  const std::int32_t* done = nullptr; //!< [pairs] or null: a pair marked done is not scored at all
+  const float* row_scale = nullptr;   //!< laid out by seg_off, or null: each row's score is multiplied by it
+  SKV_HOST_DEVICE float scaled(std::int64_t row, float s) const { return row_scale != nullptr ? s * row_scale[row] : s; }
   SKV_HOST_DEVICE bool live(std::int64_t p, std::int64_t row) const {
     return count[row] > 0 && (up == nullptr || !(up[row] < thr[p]));
   }
   SKV_HOST_DEVICE void operator()(std::int64_t item) const {
     const std::int64_t p = item / blocks, r0 = (item % blocks) * block;
+    if (done != nullptr && done[p] != 0) return;
     const std::int64_t r1 = r0 + block < rows[p] ? r0 + block : rows[p];
     const float* qp = q + p * group * D; // pair p = b * kv_heads + h owns query heads [h * group, (h + 1) * group)
 #if defined(SKV_HAVE_SIMD)
@@ -137,9 +142,17 @@ struct score_segments {
         const std::int64_t lo = seg_off[p] + r0, hi = seg_off[p] + r1;
         std::int64_t row = lo;
         for (; row + W <= hi; row += W) {
-          simd::fill(score + row, -INFINITY);
           unsigned hit = simd::positive(count + row);
           if (up != nullptr) hit &= simd::not_below(up + row, thr[p]);
+          if (hit == (1u << W) - 1u) { // W contiguous live rows (no pre-filter): scored in place, streaming
+            const T* rows_w[W];
+            for (int k = 0; k < W; ++k) rows_w[k] = summary + (row + k) * D;
+            simd::dot_rows<D>(qp, rows_w, W, score + row);
+            if (row_scale != nullptr)
+              for (int k = 0; k < W; ++k) score[row + k] *= row_scale[row + k];
+            continue;
+          }
+          simd::fill(score + row, -INFINITY);
           for (; hit != 0; hit &= hit - 1) rows_live[m++] = std::int32_t(row - lo) + __builtin_ctz(hit);
         }
         for (; row < hi; ++row) {
@@ -161,14 +174,15 @@ struct score_segments {
           const int n = m - i < W ? m - i : W;
           for (int k = 0; k < n; ++k) rows_w[k] = summary + (lo + rows_live[i + k]) * D;
           simd::dot_rows<D>(qp, rows_w, n, s);
-          for (int k = 0; k < n; ++k) score[lo + rows_live[i + k]] = s[k];
+          for (int k = 0; k < n; ++k) score[lo + rows_live[i + k]] = scaled(lo + rows_live[i + k], s[k]);
         }
         return;
       }
     }
 #endif
     for (std::int64_t row = seg_off[p] + r0; row < seg_off[p] + r1; ++row)
-      score[row] = live(p, row) ? Sum::template score<T>(qp, group, D, summary + row * Sum::vectors * D) : -INFINITY;
+      score[row] =
+          live(p, row) ? scaled(row, Sum::template score<T>(qp, group, D, summary + row * Sum::vectors * D)) : -INFINITY;
   }
 };
 SKV_SIMD_CODE_END
@@ -214,10 +228,11 @@ struct pair_segments {
   const std::int32_t* count;
   const std::int32_t* length;        //!< [pairs] retained tokens
   const std::int32_t* partial_count; //!< [batch]
-  float* scratch_score;              //!< [pairs, budget - sink - recent + 1]
+  float* scratch_score;              //!< [pairs, scratch_width]
   std::int32_t* scratch_id;
   int kv_heads, sink, recent, threshold;
   bool dense_layer, fallback;
+  std::int64_t scratch_width; //!< >= budget - sink - recent + 1 (more for the pre-screen's wider cut)
   //! Pair p attends to all it retains, with no index list (a dense layer or a fallback step).
   SKV_HOST_DEVICE bool attends_all(std::int64_t p) const {
     return attends_all_rule(dense_layer, fallback, threshold, partial_count[p / kv_heads]);
@@ -229,12 +244,8 @@ struct pair_segments {
   SKV_HOST_DEVICE pair_units units(std::int64_t p, std::int64_t cap) const {
     return pair_units(first + seg_off[p], count + seg_off[p], length[p], sink, recent, cap);
   }
-  SKV_HOST_DEVICE float* score_scratch(std::int64_t p, const pair_units& u) const {
-    return scratch_score + p * (u.budget + 1);
-  }
-  SKV_HOST_DEVICE std::int32_t* id_scratch(std::int64_t p, const pair_units& u) const {
-    return scratch_id + p * (u.budget + 1);
-  }
+  SKV_HOST_DEVICE float* score_scratch(std::int64_t p) const { return scratch_score + p * scratch_width; }
+  SKV_HOST_DEVICE std::int32_t* id_scratch(std::int64_t p) const { return scratch_id + p * scratch_width; }
 };
 
 //! The int8 sketch of every pair's (pre-summed) ranking query (detail/sketch.hpp).
@@ -406,7 +417,7 @@ struct sketch_threshold {
     cut_point cut;
     const bool found = budget_cut(
         segs.rows[p], scores_at{lo + segs.seg_off[p]}, [u](std::int32_t i) { return u.weight(i); }, u.budget,
-        budget_scratch(u.budget), segs.score_scratch(p, u), segs.id_scratch(p, u), cut);
+        budget_scratch(u.budget), segs.score_scratch(p), segs.id_scratch(p), cut);
     thr[p] = found && !cut.all ? cut.score : -INFINITY;
   }
 };
@@ -421,7 +432,9 @@ struct take_segments {
   //! [pairs] sketched selection's thresholds, or null: where finite, the segments scored -inf were pruned (they
   //! rank below the cut) and the cut is found among the others
   const float* thr = nullptr;
+  const std::int32_t* done = nullptr; //!< [pairs] or null: a pair marked done was selected by the pre-screen
   SKV_HOST_DEVICE void operator()(std::int64_t p) const {
+    if (done != nullptr && done[p] != 0) return;
     const std::int32_t n = segs.length[p];
     const std::int64_t cap = out.capacity;
     std::int32_t* idx = out.index + p * cap;
@@ -441,7 +454,7 @@ struct take_segments {
     for (std::int32_t i = 0; i < u.head; ++i) idx[k++] = i;
     take_top_units(
         segs.rows[p], scores_at{score + segs.seg_off[p]}, [u](std::int32_t i) { return u.weight(i); }, u.budget,
-        segs.score_scratch(p, u), segs.id_scratch(p, u),
+        segs.score_scratch(p), segs.id_scratch(p),
         [&](std::int32_t i, std::int64_t take) {
           for (std::int64_t t = 0; t < take; ++t) idx[k++] = u.begin_of(i) + std::int32_t(t);
         },
@@ -450,6 +463,101 @@ struct take_segments {
     out.count[p] = k;
   }
 };
+//! The projected pre-screen, per pair, after the projected scores are in `approx`: the cut of the segments ranked
+//! by them under `factor` times the budget; the segments at or above it (the candidates) scored exactly; the usual
+//! take among the candidates only. The pair is then marked `done`. Where the pre-screen does not apply -- the pair
+//! attends to everything or fits the budget (thr +inf), its basis came from fewer than `min_basis_rows` summaries,
+//! the candidates would be every segment or more than the scratch holds, a projected score is NaN (thr -inf), or
+//! ties at the cut overflow the scratch (thr = the cut: the parallel scorer scores the candidates) -- it is left to
+//! `score_segments` + `take_segments`.
+//! Scratch per pair: `width` candidates, then `budget + 1` entries for the take.
+SKV_SIMD_CODE_BEGIN
+template <class Sum, class T, int D>
+struct prescreen_take {
+  pair_segments segs;
+  const float* approx; //!< laid out by seg_off: projected scores (-inf without retained tokens)
+  const float* q;      //!< [pairs, D] the pre-summed ranking queries
+  const T* summary;
+  selection out;
+  float* thr;
+  std::int32_t* done;
+  const std::int32_t* basis_rows;
+  std::int32_t min_basis_rows;
+  double factor;
+  std::int64_t width; //!< candidates the scratch holds per pair
+  SKV_HOST_DEVICE void operator()(std::int64_t p) const {
+    done[p] = 0;
+    const std::int64_t cap = out.capacity;
+    if (segs.takes_everything(p, cap)) {
+      thr[p] = INFINITY;
+      return;
+    }
+    thr[p] = -INFINITY;
+    if (basis_rows[p] < min_basis_rows) return;
+    const pair_units u = segs.units(p, cap);
+    const std::int32_t rows = segs.rows[p];
+    const float* a = approx + segs.seg_off[p];
+    auto weight = [u](std::int32_t i) { return u.weight(i); };
+    const double scaled = ::ceil(double(u.budget) * factor);
+    if (!(scaled < double(width))) return; // more candidates than the scratch holds: everything is scored
+    const std::int64_t wide = std::int64_t(scaled);
+    float* cs = segs.score_scratch(p);
+    std::int32_t* ci = segs.id_scratch(p);
+    cut_point cut;
+    if (!budget_cut(rows, scores_at{a}, weight, wide, int(width), cs, ci, cut) || cut.all) return;
+    const float t = cut.score;
+    thr[p] = t;
+    int m = 0; // the candidates, in index order
+    for (std::int32_t i = next_not_below(scores_at{a}, 0, rows, t); i < rows;
+         i = next_not_below(scores_at{a}, i + 1, rows, t)) {
+      if (weight(i) <= 0) continue;
+      if (m == width) return; // more than the scratch holds (ties at the cut)
+      ci[m++] = i;
+    }
+    score_candidates(p, ci, m, cs);
+    const std::int32_t n = segs.length[p];
+    std::int32_t* idx = out.index + p * cap;
+    std::int32_t k = 0;
+    for (std::int32_t i = 0; i < u.head; ++i) idx[k++] = i;
+    take_top_units(
+        m, scores_at{cs}, [u, ci](std::int32_t c) { return u.weight(ci[c]); }, u.budget, cs + width, ci + width,
+        [&](std::int32_t c, std::int64_t take) {
+          for (std::int64_t x = 0; x < take; ++x) idx[k++] = u.begin_of(ci[c]) + std::int32_t(x);
+        });
+    for (std::int32_t i = u.hi; i < n; ++i) idx[k++] = i;
+    out.all[p] = 0;
+    out.count[p] = k;
+    done[p] = 1;
+  }
+  //! cs[c] = the exact score of candidate ci[c] (`lanes` rows at a time where the CPU kernel applies, the next
+  //! batch's rows prefetched: they are scattered).
+  SKV_HOST_DEVICE void score_candidates(std::int64_t p, const std::int32_t* ci, int m, float* cs) const {
+    const T* base = summary + segs.seg_off[p] * D;
+    const float* qp = q + p * D;
+    int c = 0;
+#if defined(SKV_HAVE_SIMD) && !defined(__CUDA_ARCH__)
+    if constexpr (dot_summarizer<Sum> && D % simd::lanes == 0) {
+      constexpr int W = simd::lanes, lines = int((D * sizeof(T) + 63) / 64);
+      auto prefetch = [&](int from) {
+        for (int i = from; i < m && i < from + W; ++i)
+          for (int l = 0; l < lines; ++l)
+            _mm_prefetch(reinterpret_cast<const char*>(base + std::int64_t(ci[i]) * D) + 64 * l, _MM_HINT_T0);
+      };
+      prefetch(0);
+      for (; c < m; c += W) {
+        prefetch(c + W);
+        const T* rows_w[W];
+        const int n = m - c < W ? m - c : W;
+        for (int k = 0; k < n; ++k) rows_w[k] = base + std::int64_t(ci[c + k]) * D;
+        simd::dot_rows<D>(qp, rows_w, n, cs + c);
+      }
+      return;
+    }
+#endif
+    for (; c < m; ++c) cs[c] = Sum::template score<T>(qp, 1, D, base + std::int64_t(ci[c]) * D);
+  }
+};
+SKV_SIMD_CODE_END
 } // namespace detail
 
 //! Segments are ranked with the cache's summarizer (`Sum::score`), so the same choice serves mean keys (SentenceKV)
@@ -472,14 +580,21 @@ public:
     //! segments, bound every score from the int8 sketches and read the full summaries only of the segments whose
     //! bound can reach the budget. The selection is the same either way; below it, scoring every summary is
     //! cheaper. Not used with `whole_segments` (that rule may take segments ranked below the cut).
+    //! With a projected summarizer (`projected_mean_key_summarizer`), the same line starts the pre-screen.
     int sketch_rows = 256;
+    //! Projected summarizers: the segments scored exactly are those that fill `prescreen` times the budget (in
+    //! tokens) when ranked by their projected score. Larger: closer to the exact selection, more rows read.
+    float prescreen = 2.f;
   };
   static constexpr bool needs_summaries = true;
 
   segment_topk(const options& o, const policy_init& init, int budget) : o_(o), init_(init), budget_(budget) {
     memory_resource* mem = init.memory.of(tier::fast);
-    for (auto* v : {&query_, &query_sum_, &score_, &heap_score_, &lo_, &up_, &thr_, &qmeta_}) skv::bind(*v, mem);
+    for (auto* v : {&query_, &query_sum_, &score_, &heap_score_, &lo_, &up_, &thr_, &qmeta_, &qscale_})
+      skv::bind(*v, mem);
+    skv::bind(qproj_, mem);
     skv::bind(heap_id_, mem);
+    skv::bind(done_, mem);
     skv::bind(qcode_, mem);
   }
 
@@ -493,13 +608,15 @@ public:
     detail::require(o_.length_threshold >= 0, where, "length_threshold", o_.length_threshold, ">= 0");
     detail::require(o_.dense_layers >= 0, where, "dense_layers", o_.dense_layers, ">= 0");
     detail::require(o_.sketch_rows >= 0, where, "sketch_rows", o_.sketch_rows, ">= 0");
+    detail::require(o_.prescreen >= 1.f && o_.prescreen <= 1e6f, where, "prescreen", o_.prescreen, "in [1, 1e6]");
   }
   const options& opts() const { return o_; }
   std::int64_t max_selected() const { return budget_; }
   std::size_t bytes() const {
     return allocated_bytes(query_) + allocated_bytes(query_sum_) + allocated_bytes(score_) +
            allocated_bytes(heap_score_) + allocated_bytes(heap_id_) + allocated_bytes(lo_) + allocated_bytes(up_) +
-           allocated_bytes(thr_) + allocated_bytes(qcode_) + allocated_bytes(qmeta_);
+           allocated_bytes(thr_) + allocated_bytes(qcode_) + allocated_bytes(qmeta_) + allocated_bytes(qproj_) + allocated_bytes(qscale_) +
+           allocated_bytes(done_);
   }
   void reserve(const reservation& r) {
     const std::size_t P = std::size_t(r.max_pairs(init_.shape)), D = std::size_t(init_.shape.head_dim);
@@ -511,6 +628,13 @@ public:
       ensure_size(thr_, P);
       ensure_size(qcode_, P * D);
       ensure_size(qmeta_, P * detail::query_meta_width);
+    }
+    if (init_.projection_rank > 0) {
+      ensure_size(lo_, P * std::size_t(std::max<std::int64_t>(1, r.max_segments)));
+      ensure_size(thr_, P);
+      ensure_size(qproj_, P * std::size_t(init_.projection_rank));
+      ensure_size(qscale_, P);
+      ensure_size(done_, P);
     }
     ensure_size(heap_score_, P * std::size_t(heap_width()));
     ensure_size(heap_id_, P * std::size_t(heap_width()));
@@ -531,7 +655,7 @@ public:
     }
     ensure_size(heap_score_, std::size_t(P) * heap_width());
     ensure_size(heap_id_, std::size_t(P) * heap_width());
-    bool sketched = false;
+    pruning pruned;
     if (!all_dense) { // dense layers and fallback steps need no scores
       const std::int64_t nq = std::int64_t(li.batch) * li.shape.num_q_heads * D;
       ensure_size(query_, std::size_t(nq));
@@ -539,30 +663,48 @@ public:
                    detail::ranking_query{ctx.query.current, ctx.query.partial_sum, ctx.query.partial_count, raw(query_),
                                          li.shape.num_q_heads, D, o_.query},
                    li.stream);
-      sketched = score(ctx, out.capacity);
+      pruned = score(ctx, out);
     }
     parallel_for(P,
-                 detail::take_segments{segments_of(ctx, dense_layer), raw(score_), out, o_.whole_segments,
-                                       sketched ? raw(thr_) : nullptr},
+                 detail::take_segments{segments_of(ctx, dense_layer), raw(score_), out, o_.whole_segments, pruned.thr,
+                                       pruned.done},
                  li.stream);
   }
 
 private:
-  std::int64_t heap_width() const { return budget_ - o_.sink - std::max(o_.recent, 1) + 1; }
+  //! What `score` leaves for `take_segments`: the sketch's or the pre-screen's thresholds, and the pairs the
+  //! pre-screen has already selected.
+  struct pruning {
+    const float* thr = nullptr;
+    const std::int32_t* done = nullptr;
+  };
+  //! The budgeted top-k's scratch entries per pair.
+  std::int64_t take_width() const { return budget_ - o_.sink - std::max(o_.recent, 1) + 1; }
+  //! The pre-screen's candidates per pair: `prescreen` times the budget, one more for the cut unit, and 64 for
+  //! ties at the cut (at most 16 times the take's scratch; a pair with more is scored by the parallel scorer).
+  std::int64_t candidate_width() const {
+    if (init_.projection_rank == 0) return 0;
+    const double wide = std::ceil(double(o_.prescreen) * double(take_width() - 1)) + 65;
+    return std::int64_t(std::min(wide, 16.0 * double(take_width())));
+  }
+  //! Scratch entries per pair: the pre-screen's candidates, then the take's.
+  std::int64_t heap_width() const { return candidate_width() + take_width(); }
 
   template <class T, class Sum>
   detail::pair_segments segments_of(const select_context<T, Sum>& ctx, bool dense_layer) {
     const auto& seg = ctx.segments;
     return {seg.offset,       seg.rows,      seg.first,           seg.count, ctx.store.length, ctx.query.partial_count,
             raw(heap_score_), raw(heap_id_), ctx.info.kv_heads(), o_.sink,   o_.recent,        o_.length_threshold,
-            dense_layer,      o_.fallback};
+            dense_layer,      o_.fallback,   heap_width()};
   }
 
-  //! Scores every closed segment with the ranking query in `query_` (`cap`: tokens a pair may select); with a
-  //! sketched summarizer and enough segments, only those whose sketch bound can reach the budget (the others -inf);
-  //! true then, with the thresholds in `thr_`.
+  //! Scores every closed segment with the ranking query in `query_`; with a sketched summarizer and enough segments,
+  //! only those whose sketch bound can reach the budget (the others -inf), the thresholds in `thr_`. With a
+  //! projected summarizer and enough segments, the pre-screen selects into `out` the pairs it applies to (`done_`)
+  //! and leaves the others' candidates (or all their segments) to the scorer.
   template <class T, class Sum>
-  bool score(const select_context<T, Sum>& ctx, std::int64_t cap) {
+  pruning score(const select_context<T, Sum>& ctx, selection& out) {
+    const std::int64_t cap = out.capacity;
     const layer_info& li = ctx.info;
     const int P = li.pairs(), G = li.group(), D = li.dim();
     const auto& seg = ctx.segments;
@@ -577,8 +719,9 @@ private:
     }
     std::int64_t max_rows = 0;
     for (auto r : seg.rows_host) max_rows = std::max(max_rows, r);
-    if (max_rows == 0) return false;
+    if (max_rows == 0) return {};
     const float *up = nullptr, *thr = nullptr;
+    const std::int32_t* done = nullptr;
     if constexpr (sketched_summarizer<Sum>) {
       if (seg.sketch != nullptr && max_rows >= o_.sketch_rows && !o_.whole_segments) {
         const std::size_t rows = std::size_t(std::max<std::int64_t>(1, seg.capacity));
@@ -600,15 +743,44 @@ private:
         thr = raw(thr_);
       }
     }
+    if constexpr (projected_summarizer<Sum>) {
+      if (seg.projection != nullptr && max_rows >= o_.sketch_rows && !o_.whole_segments) {
+        const int R = seg.rank;
+        ensure_size(lo_, std::size_t(std::max<std::int64_t>(1, seg.capacity)));
+        ensure_size(thr_, std::size_t(P));
+        ensure_size(done_, std::size_t(P));
+        ensure_size(qproj_, std::size_t(P) * R);
+        ensure_size(qscale_, std::size_t(P));
+        parallel_for(P, detail::project_queries{qs, seg.basis, raw(qproj_), raw(qscale_), D, R}, li.stream);
+        dispatch_head_dim(D, [&](auto d) { // the projected score of every segment, into lo_
+          using scorer = detail::score_projections<decltype(d)::value / Sum::projection_divisor>;
+          const std::int64_t blocks = (max_rows + scorer::block - 1) / scorer::block;
+          parallel_for(std::int64_t(P) * blocks,
+                       scorer{raw(qproj_), raw(qscale_), seg.projection, seg.projection_scale, seg.offset, seg.rows,
+                              seg.count, raw(lo_), blocks},
+                       li.stream);
+        });
+        dispatch_head_dim(D, [&](auto d) {
+          parallel_for(P,
+                       detail::prescreen_take<Sum, T, decltype(d)::value>{
+                           segments_of(ctx, init_.layer < o_.dense_layers), raw(lo_), qs, seg.summary, out, raw(thr_),
+                           raw(done_), seg.basis_rows, 4 * R, double(o_.prescreen), candidate_width()},
+                       li.stream);
+        });
+        up = raw(lo_);
+        thr = raw(thr_);
+        done = raw(done_);
+      }
+    }
     dispatch_head_dim(D, [&](auto d) {
       using scorer = detail::score_segments<Sum, T, decltype(d)::value>;
       const std::int64_t blocks = (max_rows + scorer::block - 1) / scorer::block;
       parallel_for(
           std::int64_t(P) * blocks,
-          scorer{qs, seg.summary, seg.offset, seg.rows, seg.count, raw(score_), rows_per_pair, blocks, up, thr},
+          scorer{qs, seg.summary, seg.offset, seg.rows, seg.count, raw(score_), rows_per_pair, blocks, up, thr, done},
           li.stream);
     });
-    return up != nullptr;
+    return {thr, done};
   }
 
   options o_;
@@ -618,6 +790,9 @@ private:
   fast_vector<std::int32_t> heap_id_;
   fast_vector<float> lo_, up_, thr_, qmeta_; //!< sketched selection: bounds per segment, threshold per pair, ...
   fast_vector<std::int8_t> qcode_;           //!< ... and the sketch of each pair's ranking query
+  fast_vector<std::int8_t> qproj_;           //!< projected pre-screen: each pair's ranking query projected ...
+  fast_vector<float> qscale_;
+  fast_vector<std::int32_t> done_;           //!< ... and whether it selected the pair
 };
 
 SKV_NAMESPACE_END

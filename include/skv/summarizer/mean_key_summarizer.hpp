@@ -42,4 +42,18 @@ struct sketched_mean_key_summarizer : mean_key_summarizer {
   static constexpr bool int8_sketch = true;
 };
 
+//! The mean key with a low-rank projection kept beside it (`projected_summarizer`): the same summaries and scores,
+//! plus head_dim / Divisor int8 codes and a scale per segment and a rank x head_dim float basis per (sequence, KV
+//! head) in the fast tier.
+//! Once a pair holds `sketch_rows` closed segments, `segment_topk` ranks them by the projected score and scores
+//! exactly only those that fill `prescreen` times the budget -- an *approximate* pre-screen: a segment the projection
+//! misranks below that line is not selected, however high its exact score (detail/projection.hpp; its recall of the
+//! exact selection is measured in docs/policies.md). The basis is the dominant subspace of the prompt's summaries,
+//! fixed at prefill: a pair whose prompt gave fewer than 4 x rank summaries always scores exactly.
+template <int Divisor = 4>
+struct projected_mean_key_summarizer : mean_key_summarizer {
+  static_assert(Divisor >= 1, "projected_mean_key_summarizer: Divisor must be >= 1");
+  static constexpr int projection_divisor = Divisor;
+};
+
 SKV_NAMESPACE_END
