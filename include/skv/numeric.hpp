@@ -45,8 +45,6 @@ SKV_HOST_DEVICE SKV_FORCEINLINE float to_float(bfloat16 x) {
 
 //! Exact binary16 -> binary32. Normals and subnormals come out of one multiply by 2^112 (the exponent
 //! rebias); Inf/NaN are patched afterwards. Branch-free apart from a select, so it vectorizes.
-//! An int8 code (the projected pre-screen's, detail/projection.hpp) as float.
-SKV_HOST_DEVICE SKV_FORCEINLINE float to_float(std::int8_t x) { return float(x); }
 SKV_HOST_DEVICE SKV_FORCEINLINE float to_float(half x) {
   const std::uint32_t h = x.bits;
   const std::uint32_t sign = (h & 0x8000u) << 16;

@@ -19,6 +19,9 @@
 #include <cmath>
 #include <cstdint>
 #include <vector>
+#if defined(__AVX2__) && !defined(__CUDA_ARCH__)
+#  include <immintrin.h> // score_projections' AVX2 body (also in AVX-512 builds)
+#endif
 
 SKV_NAMESPACE_BEGIN
 namespace detail {

@@ -37,9 +37,6 @@ SKV_FORCEINLINE __m512 load16(const bfloat16* p) { // bf16 -> f32 is a 16-bit sh
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
 }
 SKV_FORCEINLINE __m512 load16(const half* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
-SKV_FORCEINLINE __m512 load16(const std::int8_t* p) { // int8 codes (the pre-screen's projections)
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p)));
-}
 
 //! Lane j of the result = sum of the 16 lanes of v[j]: a transpose-and-add tree (45 shuffles/adds for 16 sums).
 //! Every lane is summed in the same order, so equal rows give bitwise equal sums wherever they sit.
@@ -88,9 +85,6 @@ SKV_FORCEINLINE __m256 load8(const bfloat16* p) { // bf16 -> f32 is a 16-bit shi
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
 }
 SKV_FORCEINLINE __m256 load8(const half* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
-SKV_FORCEINLINE __m256 load8(const std::int8_t* p) { // int8 codes (the pre-screen's projections)
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p)));
-}
 
 //! Lane j of the result = sum of the 8 lanes of v[j]: two rounds of pairwise horizontal adds and one add of the
 //! 128-bit halves. Every lane is summed in the same order, so equal rows give bitwise equal sums wherever they sit.

@@ -123,8 +123,6 @@ struct score_segments {
   const float* up = nullptr;  //!< laid out by seg_off, or null: every segment with retained tokens is scored
   const float* thr = nullptr; //!< [pairs]
   const std::int32_t* done = nullptr; //!< [pairs] or null: a pair marked done is not scored at all
-  const float* row_scale = nullptr;   //!< laid out by seg_off, or null: each row's score is multiplied by it
-  SKV_HOST_DEVICE float scaled(std::int64_t row, float s) const { return row_scale != nullptr ? s * row_scale[row] : s; }
   SKV_HOST_DEVICE bool live(std::int64_t p, std::int64_t row) const {
     return count[row] > 0 && (up == nullptr || !(up[row] < thr[p]));
   }
@@ -148,8 +146,6 @@ struct score_segments {
             const T* rows_w[W];
             for (int k = 0; k < W; ++k) rows_w[k] = summary + (row + k) * D;
             simd::dot_rows<D>(qp, rows_w, W, score + row);
-            if (row_scale != nullptr)
-              for (int k = 0; k < W; ++k) score[row + k] *= row_scale[row + k];
             continue;
           }
           simd::fill(score + row, -INFINITY);
@@ -174,15 +170,14 @@ struct score_segments {
           const int n = m - i < W ? m - i : W;
           for (int k = 0; k < n; ++k) rows_w[k] = summary + (lo + rows_live[i + k]) * D;
           simd::dot_rows<D>(qp, rows_w, n, s);
-          for (int k = 0; k < n; ++k) score[lo + rows_live[i + k]] = scaled(lo + rows_live[i + k], s[k]);
+          for (int k = 0; k < n; ++k) score[lo + rows_live[i + k]] = s[k];
         }
         return;
       }
     }
 #endif
     for (std::int64_t row = seg_off[p] + r0; row < seg_off[p] + r1; ++row)
-      score[row] =
-          live(p, row) ? scaled(row, Sum::template score<T>(qp, group, D, summary + row * Sum::vectors * D)) : -INFINITY;
+      score[row] = live(p, row) ? Sum::template score<T>(qp, group, D, summary + row * Sum::vectors * D) : -INFINITY;
   }
 };
 SKV_SIMD_CODE_END
@@ -463,6 +458,7 @@ struct take_segments {
     out.count[p] = k;
   }
 };
+
 //! The projected pre-screen, per pair, after the projected scores are in `approx`: the cut of the segments ranked
 //! by them under `factor` times the budget; the segments at or above it (the candidates) scored exactly; the usual
 //! take among the candidates only. The pair is then marked `done`. Where the pre-screen does not apply -- the pair
