@@ -229,7 +229,7 @@ TEST_CASE("quest: pages of 16 ranked by the min/max bound with the current query
   ro.recent = 16;
   std::vector<ref::sentence_model> models;
   for (int s = 0; s < 2; ++s) {
-    models.push_back({ro, QH, KH, D, cache.softmax_scale(), {}, 0, 0, {}, {}, 0, false});
+    models.push_back({ro, QH, KH, D, cache.softmax_scale(), {}, 0, 0, {}, {}, 0, false, {}});
     models.back().prefill(hist, s, ref::prompt_queries(b, s));
   }
   for (int l = 0; l < 3; ++l) cache.prefill(l, tb.args());

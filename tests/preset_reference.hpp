@@ -663,7 +663,7 @@ public:
       q.seg_begin = prompt_segments(c_, L.hist.ids[s]);
       qrows[s] = prompt_queries(b, s);
       if (c_.choice == choice_kind::segment_topk) {
-        q.sm = sentence_model{sentence_options_of(), c_.q_heads, H, c_.dim, c_.scale, {}, 0, 0, {}, {}, 0, false};
+        q.sm = sentence_model{sentence_options_of(), c_.q_heads, H, c_.dim, c_.scale, {}, 0, 0, {}, {}, 0, false, {}};
         q.sm.prefill(L.hist, s, qrows[s]); // segmentation and the query state; retention comes from below
       }
     }

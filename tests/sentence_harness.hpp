@@ -46,6 +46,10 @@ inline ref::sentence_options reference_options(const auto& sel, const auto& seg)
   o.mean_query = sel.choice.query == skv::query_mode::partial_mean;
   o.blend = sel.choice.query == skv::query_mode::blend;
   o.whole = sel.choice.whole_segments;
+  if constexpr (requires { sel.choice.heavy; }) {
+    o.heavy = sel.choice.heavy;
+    o.heavy_window = sel.choice.heavy_window;
+  }
   return o;
 }
 
@@ -73,7 +77,7 @@ std::vector<std::int32_t> run_against_reference(typename Cache::options opts, co
   const int B = int(sc.lengths.size());
   std::vector<ref::sentence_model> models;
   for (int s = 0; s < B; ++s) {
-    models.push_back({ro, sc.q_heads, sc.kv_heads, sc.dim, cache.softmax_scale(), {}, 0, 0, {}, {}, 0, false});
+    models.push_back({ro, sc.q_heads, sc.kv_heads, sc.dim, cache.softmax_scale(), {}, 0, 0, {}, {}, 0, false, {}});
     std::vector<float> qrows(b.q.begin() + std::size_t(b.indptr[s]) * sc.q_heads * sc.dim,
                              b.q.begin() + std::size_t(b.indptr[s + 1]) * sc.q_heads * sc.dim);
     models.back().prefill(hist, s, qrows);

@@ -48,6 +48,73 @@ TEST_CASE("segment_topk options: whole segments (no cut) and the blended query m
   run_against_reference<P>(o, sc, true, reference_options(o.selector, o.segmenter));
 }
 
+TEST_CASE("heavy tokens: the prompt tokens its last queries attend to most stay selected, inside the budget") {
+  SUBCASE("lossless and pre-filtered, against the reference step by step") {
+    using C = skv::sentence_kv_lossless<float>;
+    auto o = small_options<C>();
+    for (int heavy : {1, 12, 40}) {
+      CAPTURE(heavy);
+      o.selector.choice.heavy = heavy;
+      o.selector.choice.heavy_window = heavy == 12 ? 5 : 32;
+      scenario sc;
+      sc.lengths = {900, 333, 64, 130};
+      run_against_reference<C>(o, sc, true, reference_options(o.selector, o.segmenter));
+    }
+    using P = skv::sentence_kv<float>;
+    auto op = small_options<P>();
+    op.selector.choice.heavy = 16;
+    scenario sc;
+    run_against_reference<P>(op, sc, true, reference_options(op.selector, op.segmenter));
+  }
+  SUBCASE("planted tokens that the window's queries seek are kept at every step; without heavy they are not") {
+    constexpr int Q = 8, KV = 2, D = 64, N = 1500;
+    const std::vector<int> planted = {211, 480, 733, 1002, 1290};
+    std::mt19937 rng(12);
+    auto b = ref::make_batch({N}, Q, KV, D, 21);
+    b.ids = text_ids(N, 12, rng);
+    for (int t : planted) // every KV head's key points along the window queries' mean direction, strongly
+      for (int h = 0; h < KV; ++h) {
+        std::vector<double> dir(D, 0.0);
+        for (int i = N - 32; i < N; ++i)
+          for (int g = 0; g < Q / KV; ++g)
+            for (int d = 0; d < D; ++d) dir[d] += b.q[(std::size_t(i) * Q + h * (Q / KV) + g) * D + d];
+        double norm = 0;
+        for (double x : dir) norm += x * x;
+        for (int d = 0; d < D; ++d) b.k[(std::size_t(t) * KV + h) * D + d] = float(12.0 * dir[d] / std::sqrt(norm));
+      }
+    auto run = [&](int heavy) {
+      auto o = small_options<skv::sentence_kv_lossless<float>>();
+      o.selector.choice.heavy = heavy;
+      o.selector.choice.fallback = false;
+      skv::sentence_kv_lossless<float> c({1, Q, KV, D}, o);
+      ref::typed_batch<float> tb(b);
+      c.prefill(0, tb.args());
+      std::mt19937 r2(5);
+      int steps_with_all = 0;
+      for (int step = 0; step < 20; ++step) {
+        auto st = ref::make_step(1, Q, KV, D, r2);
+        st.ids = {5};
+        ref::typed_step<float> ts(st);
+        std::vector<float> out(Q * D);
+        c.step(0, ts.args(), ref::out_view(out, Q, D));
+        const auto sel = c.selection(0);
+        bool all = true;
+        for (int p = 0; p < KV; ++p) {
+          const std::vector<std::int32_t> got(sel.indices.begin() + sel.indptr[p],
+                                              sel.indices.begin() + sel.indptr[p + 1]);
+          CHECK(std::int64_t(got.size()) <= o.selector.budget);
+          CHECK(std::adjacent_find(got.begin(), got.end(), std::greater_equal<>()) == got.end()); // increasing
+          for (int t : planted) all &= std::binary_search(got.begin(), got.end(), t);
+        }
+        steps_with_all += all;
+      }
+      return steps_with_all;
+    };
+    CHECK(run(8) == 20);
+    CHECK(run(0) < 20);
+  }
+}
+
 TEST_CASE("sentence_kv_paper (no sink, recent or fallback) matches the reference") {
   using C = skv::sentence_kv_paper<float>;
   auto o = small_options<C>();
@@ -162,8 +229,23 @@ TEST_CASE("SentenceKV bad input: clear errors, or documented behaviour") {
   o.segmenter.boundaries = {boundary};
   o.selector.budget = 64;
   CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o),
-                       doctest::Contains("argument 'budget' is 64; allowed: > sink + max(recent, 1) (64)"),
+                       doctest::Contains("argument 'budget' is 64; allowed: > sink + max(recent, 1) + heavy (64)"),
                        skv::invalid_argument);
+  o.selector.budget = 100;
+  o.selector.choice.heavy = 37;
+  CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o),
+                       doctest::Contains("argument 'budget' is 100; allowed: > sink + max(recent, 1) + heavy (101)"),
+                       skv::invalid_argument);
+  o.selector.choice.heavy = -1;
+  CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o), doctest::Contains("argument 'heavy' is -1; allowed: >= 0 (0 = off)"),
+                       skv::invalid_argument);
+  o.selector.choice.heavy = 8;
+  o.selector.choice.heavy_window = 0;
+  CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o),
+                       doctest::Contains("argument 'heavy_window' is 0; allowed: >= 1 when heavy > 0"),
+                       skv::invalid_argument);
+  o.selector.choice.heavy = 0;
+  o.selector.choice.heavy_window = 32;
   o.selector.budget = 1024;
   o.selector.retention.factor = 0.5f;
   CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o), doctest::Contains("argument 'factor' is 0.5; allowed: >= 1"),

@@ -24,6 +24,7 @@ struct sentence_options {
   bool whole = false;     // a sentence that does not fit is skipped, not cut
   bool minmax = false;    // rank by Quest's bound instead of the mean key
   int fixed = 0;          // > 0: fixed chunks instead of sentences
+  int heavy = 0, heavy_window = 32; // prompt tokens always selected, by the window score of the last queries
   //! When set, a segment's score for one query head (instead of mean or min/max): `keys` are its retained keys.
   std::function<double(const std::vector<const float*>& keys, const double* q, int dim)> score;
 };
@@ -97,6 +98,7 @@ struct sentence_model {
   std::vector<double> q_sum;                       // [q_heads * dim]
   int partial_queries = 0;
   bool closed_last = false;
+  std::vector<std::vector<std::int32_t>> heavy; // [head] ranks (store indices) of the heavy tokens
 
   bool closes(std::int32_t id, std::int64_t len) const {
     if (o.fixed > 0) return len >= o.fixed;
@@ -131,6 +133,21 @@ struct sentence_model {
       for (std::int64_t j = limit; j < n; ++j) order.push_back(std::int32_t(j));
       std::sort(order.begin(), order.end());
       keep = order;
+    }
+    heavy.assign(kv_heads, {});
+    for (int kh = 0; kh < kv_heads && o.heavy > 0; ++kh) {
+      // the retained tokens past the sinks and before the prompt's tail, by window score, the earlier first on ties
+      const auto& keep = retained[kh];
+      const std::int64_t len = std::int64_t(keep.size());
+      const std::int64_t lo = std::min<std::int64_t>(o.sink, len);
+      const std::int64_t hi = std::max<std::int64_t>(lo, len - std::max({o.recent, 1, o.heavy_window}));
+      const auto ws = window_scores(h, seq, kh, q_rows, q_heads, std::min<std::int64_t>(o.heavy_window, n), scale);
+      std::vector<std::int32_t> order;
+      for (std::int64_t k = lo; k < hi; ++k) order.push_back(std::int32_t(k));
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return ws[keep[a]] > ws[keep[b]]; });
+      if (std::int64_t(order.size()) > o.heavy) order.resize(o.heavy);
+      std::sort(order.begin(), order.end());
+      heavy[kh] = order;
     }
     q_sum.assign(std::size_t(q_heads) * dim, 0.0);
   }
@@ -228,7 +245,10 @@ struct sentence_model {
     std::set<std::int32_t> ranks;
     for (std::int64_t k = 0; k < head; ++k) ranks.insert(std::int32_t(k));
     for (std::int64_t k = len - tail; k < len; ++k) ranks.insert(std::int32_t(k));
-    std::int64_t left = o.budget - o.sink - recent;
+    const std::vector<std::int32_t> none;
+    const auto& hv = heavy.empty() ? none : heavy[kh];
+    for (auto k : hv) ranks.insert(k);
+    std::int64_t left = o.budget - o.sink - recent - std::int64_t(hv.size());
     for (const auto& s : sents) {
       if (left <= 0) break;
       if (o.whole && std::int64_t(s.eligible.size()) > left) continue; // skipped whole; lower ranks may fit

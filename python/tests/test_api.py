@@ -206,3 +206,28 @@ def test_options_by_name_reach_the_preset():
             first = 0 if p == 0 else ((p - 1) // 7) * 7 + 1
             members = [0] if p == 0 else range(first, min(first + 7, n - 4))
             assert all(m in sel for m in members), (h, p)
+
+
+def test_heavy_tokens_reach_the_preset():
+    # keys at 3 positions point along the prompt's last queries: with heavy=4 they stay selected, inside the budget
+    k, v, q, ids = make_prompt(600, seed=9)
+    G = QH // KH
+    planted = [101, 250, 377]
+    for h in range(KH):
+        d = q[-32:, h * G:(h + 1) * G].sum(dim=(0, 1))
+        for t in planted:
+            k[t, h] = 12 * d / d.norm()
+    cache = skv.Cache("sentence_kv_lossless", 1, QH, KH, D, budget=64, boundaries=[1], sink=4, recent=4,
+                      fallback=False, heavy=4, heavy_window=32)
+    cache.prefill(0, k, v, q, ids)
+    for _ in range(5):
+        cache.step(0, torch.randn(1, KH, D), torch.randn(1, KH, D), torch.randn(1, QH, D), [5])
+        indptr, indices = cache.selection(0)
+        for h in range(KH):
+            sel = indices[indptr[h]:indptr[h + 1]].tolist()
+            assert len(sel) <= 64 and sel == sorted(set(sel))
+            assert all(t in sel for t in planted), (h, sel)
+    with pytest.raises(ValueError, match="argument 'heavy' is -2; allowed: >= 0"):
+        skv.Cache("sentence_kv_lossless", 1, QH, KH, D, boundaries=[1], heavy=-2)
+    with pytest.raises(ValueError, match="preset 'full_kv' has no option 'heavy'"):
+        skv.Cache("full_kv", 1, QH, KH, D, heavy=4)

@@ -55,6 +55,10 @@ template <int N, class O>
 void dense(O& o) {
   o.selector.choice.dense_layers = N;
 }
+template <int N, class O>
+void heavy(O& o) {
+  o.selector.choice.heavy = N;
+}
 template <class O>
 void whole_sentences(O& o) {
   o.selector.retention.unit = skv::granularity::segment;
@@ -88,6 +92,10 @@ const std::vector<preset_info>& ablations() {
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+whole", [](auto& o) { whole(o); }));
     v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+dense2", [](auto& o) { dense<2>(o); }));
     v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+dense8", [](auto& o) { dense<8>(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+heavy16", [](auto& o) { heavy<16>(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+heavy32", [](auto& o) { heavy<32>(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+heavy64", [](auto& o) { heavy<64>(o); }));
+    v.push_back(variant_of<skv::sentence_kv>("sentence_kv+heavy32", [](auto& o) { heavy<32>(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+current", [](auto& o) { current_query(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+sentences", [](auto& o) { whole_sentences(o); }));
     v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds", [](auto& o) { unchanged(o); }));

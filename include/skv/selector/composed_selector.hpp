@@ -13,6 +13,7 @@
 #include <skv/concepts.hpp>
 #include <skv/error.hpp>
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -45,7 +46,9 @@ concept retention = requires(R& r, const R& cr, const prefill_context<float>& pc
 //! - `c.validate()`;
 //! - `c.select(select_context<T, Sum>, selection&)`: per pair `all` or an index list; `bound` on the host;
 //! - `c.max_selected() -> int64` (0: always all), `c.bytes() -> std::size_t`.
-//! Optional: `reserve(reservation)`.
+//! Optional: `reserve(reservation)`; `c.window() -> int` (prompt queries it reads at prefill) with
+//! `c.prepare(prefill_context<Src>, const retention_list&)` (called after the retention has decided) and
+//! `c.forget()` (called when the retention evicts: store indices move).
 template <class C>
 concept choice = requires(C& c, const C& cc, const detail::probe_select_context& sc, selection& sel) {
   typename C::options;
@@ -91,7 +94,12 @@ public:
     retention_.validate();
     choice_.validate();
   }
-  int window() const { return retention_.window(); }
+  int window() const {
+    if constexpr (requires(const Choice& c) { c.window(); })
+      return std::max(retention_.window(), choice_.window());
+    else
+      return retention_.window();
+  }
   std::int64_t max_retained(const reservation& r) const { return retention_.max_retained(r); }
   std::int64_t max_selected() const { return choice_.max_selected(); }
   std::size_t bytes() const { return retention_.bytes() + choice_.bytes(); }
@@ -103,16 +111,23 @@ public:
   template <class Src>
   void retain_prefill(const prefill_context<Src>& ctx, retention_list& keep) {
     retention_.retain_prefill(ctx, keep);
+    prepare_choice(ctx, keep);
   }
   template <class Src>
   void retain_prefill(const prefill_context<Src>& ctx, retention_list& keep, composed_selector& previous) requires
       requires(Retention& r) {
     r.retain_prefill(ctx, keep, r);
   }
-  { retention_.retain_prefill(ctx, keep, previous.retention_); }
+  {
+    retention_.retain_prefill(ctx, keep, previous.retention_);
+    prepare_choice(ctx, keep);
+  }
   template <class T>
   bool retain_append(const append_context<T>& ctx, retention_list& keep) {
-    return retention_.retain_append(ctx, keep);
+    const bool evicted = retention_.retain_append(ctx, keep);
+    if constexpr (requires(Choice& c) { c.forget(); })
+      if (evicted) choice_.forget();
+    return evicted;
   }
   template <class T, class Sum>
   void select(const select_context<T, Sum>& ctx, selection& out) {
@@ -130,6 +145,11 @@ public:
   const Choice& choice_part() const { return choice_; }
 
 private:
+  template <class Src>
+  void prepare_choice(const prefill_context<Src>& ctx, const retention_list& keep) {
+    if constexpr (requires(Choice& c) { c.prepare(ctx, keep); }) choice_.prepare(ctx, keep);
+  }
+
   int budget_;
   Retention retention_;
   Choice choice_;

@@ -7,11 +7,16 @@
 //! against every closed segment's summary with the cache's summarizer, summed over the KV head's query group.
 //! Selection is per (sequence, KV head). While the open segment holds few queries (`fallback`) or in the first
 //! `dense_layers` layers, a pair attends to everything it retains.
+//!
+//! With `heavy` > 0 (skv), each pair also keeps, inside τ, a fixed set of the prompt tokens that its last
+//! `heavy_window` queries attend to most (SnapKV's window score, chosen once at prefill): tokens that draw attention
+//! whatever the query (secondary sinks such as frequent function words) and that no sentence's mean key represents.
 #pragma once
 
 #include <skv/concepts.hpp>
 #include <skv/detail/dot.hpp>
 #include <skv/detail/projection.hpp>
+#include <skv/detail/retention_kernels.hpp>
 #include <skv/detail/simd.hpp>
 #include <skv/detail/sketch.hpp>
 #include <skv/detail/topk.hpp>
@@ -40,6 +45,7 @@ struct sentence_kv_choice {
   static constexpr int length_threshold = 1;
   static constexpr query_mode query = query_mode::partial_mean;
   static constexpr int dense_layers = 0;
+  static constexpr int heavy = 0;
 };
 //! SentenceKV as the paper's figure describes it: no sink, no recent window, no fallback.
 struct sentence_kv_paper_choice : sentence_kv_choice {
@@ -56,6 +62,7 @@ struct quest_choice {
   static constexpr int length_threshold = 1;
   static constexpr query_mode query = query_mode::current;
   static constexpr int dense_layers = 2;
+  static constexpr int heavy = 0;
 };
 
 namespace detail {
@@ -228,6 +235,10 @@ struct pair_segments {
   int kv_heads, sink, recent, threshold;
   bool dense_layer, fallback;
   std::int64_t scratch_width; //!< >= budget - sink - recent + 1 (more for the pre-screen's wider cut)
+  const std::int32_t* heavy = nullptr;       //!< [pairs, heavy_stride] or null: each pair's heavy tokens, increasing
+  const std::int32_t* heavy_count = nullptr; //!< [pairs]
+  std::int64_t heavy_stride = 0;
+  SKV_HOST_DEVICE std::int32_t heavy_of(std::int64_t p) const { return heavy == nullptr ? 0 : heavy_count[p]; }
   //! Pair p attends to all it retains, with no index list (a dense layer or a fallback step).
   SKV_HOST_DEVICE bool attends_all(std::int64_t p) const {
     return attends_all_rule(dense_layer, fallback, threshold, partial_count[p / kv_heads]);
@@ -236,8 +247,22 @@ struct pair_segments {
   SKV_HOST_DEVICE bool takes_everything(std::int64_t p, std::int64_t cap) const {
     return attends_all(p) || length[p] <= cap;
   }
+  //! The segments compete for what the sinks, the recent window and the heavy tokens leave of `cap`.
   SKV_HOST_DEVICE pair_units units(std::int64_t p, std::int64_t cap) const {
-    return pair_units(first + seg_off[p], count + seg_off[p], length[p], sink, recent, cap);
+    return pair_units(first + seg_off[p], count + seg_off[p], length[p], sink, recent, cap - heavy_of(p));
+  }
+  //! Merges the pair's heavy tokens into its increasing list idx[0, k) (room for k + heavy_of(p) entries), once
+  //! each; returns the new length.
+  SKV_HOST_DEVICE std::int32_t add_heavy(std::int64_t p, std::int32_t* idx, std::int32_t k) const {
+    const std::int32_t m = heavy_of(p);
+    if (m == 0) return k;
+    const std::int32_t* h = heavy + p * heavy_stride;
+    std::int32_t i = k - 1, j = m - 1, w = k + m - 1;
+    while (j >= 0) idx[w--] = i >= 0 && idx[i] > h[j] ? idx[i--] : h[j--];
+    std::int32_t out = 0;
+    for (std::int32_t r = 0; r < k + m; ++r)
+      if (out == 0 || idx[r] != idx[out - 1]) idx[out++] = idx[r];
+    return out;
   }
   SKV_HOST_DEVICE float* score_scratch(std::int64_t p) const { return scratch_score + p * scratch_width; }
   SKV_HOST_DEVICE std::int32_t* id_scratch(std::int64_t p) const { return scratch_id + p * scratch_width; }
@@ -455,7 +480,42 @@ struct take_segments {
         },
         whole, thr != nullptr && thr[p] > -INFINITY ? -FLT_MAX : -INFINITY);
     for (std::int32_t i = u.hi; i < n; ++i) idx[k++] = i;
-    out.count[p] = k;
+    out.count[p] = segs.add_heavy(p, idx, k);
+  }
+};
+
+//! Prefill, per pair: the `heavy` retained tokens in [lo, hi) = [sink, kept - tail) whose prompt rows score highest
+//! in the observation window (ties: the earlier token), as increasing store indices.
+struct pick_heavy {
+  const float* score;             //!< window scores, by prompt row, laid out by score_off
+  const std::int64_t* score_off;
+  const std::int32_t* row;        //!< [pairs, row_stride] the prompt row of each retained token (retention_list)
+  std::int64_t row_stride;
+  const std::int32_t* kept;       //!< [pairs] retained tokens
+  int sink, tail, heavy;
+  std::int32_t* out;              //!< [pairs, heavy]
+  std::int32_t* count;            //!< [pairs]
+  float* heap_score;              //!< [pairs, heap_cap]
+  std::int32_t* heap_id;
+  std::int64_t heap_cap;
+  struct gathered {
+    const float* s;
+    const std::int32_t* r;
+    SKV_HOST_DEVICE float operator()(std::int32_t i) const { return s[r[i]]; }
+  };
+  SKV_HOST_DEVICE void operator()(std::int64_t p) const {
+    const std::int32_t n = kept[p], lo = sink < n ? sink : n, hi = n - tail > lo ? n - tail : lo;
+    std::int32_t* o = out + p * heavy;
+    std::int32_t m = 0;
+    if (hi - lo <= heavy) {
+      for (std::int32_t i = lo; i < hi; ++i) o[m++] = i;
+    } else {
+      take_top_units(
+          hi - lo, gathered{score + score_off[p], row + p * row_stride + lo},
+          [](std::int32_t) { return std::int64_t(1); }, heavy, heap_score + p * heap_cap, heap_id + p * heap_cap,
+          [&](std::int32_t i, std::int64_t) { o[m++] = lo + i; });
+    }
+    count[p] = m;
   }
 };
 
@@ -522,7 +582,7 @@ struct prescreen_take {
         });
     for (std::int32_t i = u.hi; i < n; ++i) idx[k++] = i;
     out.all[p] = 0;
-    out.count[p] = k;
+    out.count[p] = segs.add_heavy(p, idx, k);
     done[p] = 1;
   }
   //! cs[c] = the exact score of candidate ci[c] (`lanes` rows at a time where the CPU kernel applies, the next
@@ -556,6 +616,16 @@ struct prescreen_take {
 SKV_SIMD_CODE_END
 } // namespace detail
 
+namespace detail {
+template <class Defaults>
+constexpr int default_heavy() {
+  if constexpr (requires { Defaults::heavy; })
+    return Defaults::heavy;
+  else
+    return 0;
+}
+} // namespace detail
+
 //! Segments are ranked with the cache's summarizer (`Sum::score`), so the same choice serves mean keys (SentenceKV)
 //! and min/max bounds (Quest). @tparam Defaults the default option values (sentence_kv_choice, quest_choice, ...)
 template <class Defaults = sentence_kv_choice>
@@ -581,6 +651,13 @@ public:
     //! Projected summarizers: the segments scored exactly are those that fill `prescreen` times the budget (in
     //! tokens) when ranked by their projected score. Larger: closer to the exact selection, more rows read.
     float prescreen = 2.f;
+    //! skv: prompt tokens per pair always selected beside the sinks and the recent window, inside the budget: the
+    //! retained ones (past the sinks, before the prompt's last max(recent, heavy_window) tokens) that the prompt's
+    //! last `heavy_window` queries attend to most, summed over the window and the KV group (SnapKV's window score),
+    //! chosen once at prefill. They catch what a sentence's mean key cannot: single tokens that draw attention
+    //! whatever the query (docs/policies.md). 0: off.
+    int heavy = detail::default_heavy<Defaults>();
+    int heavy_window = 32; //!< prompt queries that choose the heavy tokens
   };
   static constexpr bool needs_summaries = true;
 
@@ -591,6 +668,8 @@ public:
     skv::bind(qproj_, mem);
     skv::bind(heap_id_, mem);
     skv::bind(done_, mem);
+    skv::bind(heavy_, mem);
+    skv::bind(heavy_count_, mem);
     skv::bind(qcode_, mem);
   }
 
@@ -598,9 +677,14 @@ public:
     constexpr const char* where = "skv::segment_topk";
     detail::require(o_.sink >= 0, where, "sink", o_.sink, ">= 0");
     detail::require(o_.recent >= 0, where, "recent", o_.recent, ">= 0");
-    const int reserved = o_.sink + std::max(o_.recent, 1); // the newest token is always attended
-    detail::require(budget_ > reserved, where, "budget", budget_,
-                    [&] { return "> sink + max(recent, 1) (" + std::to_string(reserved) + ")"; });
+    detail::require(o_.heavy >= 0, where, "heavy", o_.heavy, ">= 0 (0 = off)");
+    detail::require(o_.heavy == 0 || o_.heavy_window >= 1, where, "heavy_window", o_.heavy_window,
+                    ">= 1 when heavy > 0");
+    // the newest token is always attended
+    const std::int64_t reserved = std::int64_t(o_.sink) + std::max(o_.recent, 1) + o_.heavy;
+    detail::require(budget_ > reserved, where, "budget", budget_, [&] {
+      return "> sink + max(recent, 1) + heavy (" + std::to_string(reserved) + ")";
+    });
     detail::require(o_.length_threshold >= 0, where, "length_threshold", o_.length_threshold, ">= 0");
     detail::require(o_.dense_layers >= 0, where, "dense_layers", o_.dense_layers, ">= 0");
     detail::require(o_.sketch_rows >= 0, where, "sketch_rows", o_.sketch_rows, ">= 0");
@@ -608,11 +692,43 @@ public:
   }
   const options& opts() const { return o_; }
   std::int64_t max_selected() const { return budget_; }
+  //! Prompt queries read at prefill: the heavy tokens' window (0 without them).
+  int window() const { return o_.heavy > 0 ? o_.heavy_window : 0; }
+
+  //! Prefill, after the retention has decided (`keep`: the prompt row of each retained token): chooses each pair's
+  //! heavy tokens. Waits for its work.
+  template <class Src>
+  void prepare(const prefill_context<Src>& ctx, const retention_list& keep) {
+    heavy_pairs_ = 0;
+    if (o_.heavy == 0) return;
+    const layer_info& li = ctx.info;
+    const int P = li.pairs();
+    memory_resource* mem = init_.memory.of(tier::fast);
+    auto r = detail::window_pooled_scores(ctx, o_.heavy_window, 1, 0, mem);
+    std::vector<std::int32_t> kept(std::size_t(P), 0);
+    for (int p = 0; p < P; ++p) kept[std::size_t(p)] = std::int32_t(keep.length_host[std::size_t(p)]);
+    fast_vector<std::int32_t> d_kept(mem);
+    detail::upload(d_kept, kept, li.stream);
+    ensure_size(heavy_, std::size_t(P) * std::size_t(o_.heavy));
+    ensure_size(heavy_count_, std::size_t(P));
+    const std::int64_t heap_cap = detail::budget_scratch(o_.heavy);
+    fast_vector<float> hs(std::size_t(P * heap_cap), 0.f, mem);
+    fast_vector<std::int32_t> hi(std::size_t(P * heap_cap), 0, mem);
+    parallel_for(P,
+                 detail::pick_heavy{raw(r.raw_scores), raw(r.d_off), keep.index, keep.stride, raw(d_kept), o_.sink,
+                                    std::max({o_.recent, 1, o_.heavy_window}), o_.heavy, raw(heavy_),
+                                    raw(heavy_count_), raw(hs), raw(hi), heap_cap},
+                 li.stream);
+    synchronize(li.stream);
+    heavy_pairs_ = P;
+  }
+  //! The retention evicted tokens: store indices moved, so the heavy tokens are dropped (until the next prefill).
+  void forget() { heavy_pairs_ = 0; }
   std::size_t bytes() const {
     return allocated_bytes(query_) + allocated_bytes(query_sum_) + allocated_bytes(score_) +
            allocated_bytes(heap_score_) + allocated_bytes(heap_id_) + allocated_bytes(lo_) + allocated_bytes(up_) +
            allocated_bytes(thr_) + allocated_bytes(qcode_) + allocated_bytes(qmeta_) + allocated_bytes(qproj_) + allocated_bytes(qscale_) +
-           allocated_bytes(done_);
+           allocated_bytes(done_) + allocated_bytes(heavy_) + allocated_bytes(heavy_count_);
   }
   void reserve(const reservation& r) {
     const std::size_t P = std::size_t(r.max_pairs(init_.shape)), D = std::size_t(init_.shape.head_dim);
@@ -634,6 +750,10 @@ public:
     }
     ensure_size(heap_score_, P * std::size_t(heap_width()));
     ensure_size(heap_id_, P * std::size_t(heap_width()));
+    if (o_.heavy > 0) {
+      ensure_size(heavy_, P * std::size_t(o_.heavy));
+      ensure_size(heavy_count_, P);
+    }
   }
 
   template <class T, class Sum>
@@ -689,9 +809,11 @@ private:
   template <class T, class Sum>
   detail::pair_segments segments_of(const select_context<T, Sum>& ctx, bool dense_layer) {
     const auto& seg = ctx.segments;
+    const bool heavy = heavy_pairs_ > 0 && heavy_pairs_ == ctx.info.pairs();
     return {seg.offset,       seg.rows,      seg.first,           seg.count, ctx.store.length, ctx.query.partial_count,
             raw(heap_score_), raw(heap_id_), ctx.info.kv_heads(), o_.sink,   o_.recent,        o_.length_threshold,
-            dense_layer,      o_.fallback,   heap_width()};
+            dense_layer,      o_.fallback,   heap_width(),        heavy ? raw(heavy_) : nullptr,
+            heavy ? raw(heavy_count_) : nullptr,                  o_.heavy};
   }
 
   //! Scores every closed segment with the ranking query in `query_`; with a sketched summarizer and enough segments,
@@ -789,6 +911,8 @@ private:
   fast_vector<std::int8_t> qproj_;           //!< projected pre-screen: each pair's ranking query projected ...
   fast_vector<float> qscale_;
   fast_vector<std::int32_t> done_;           //!< ... and whether it selected the pair
+  fast_vector<std::int32_t> heavy_, heavy_count_; //!< [pairs, heavy], [pairs]: the heavy tokens (store indices)
+  int heavy_pairs_ = 0;                           //!< pairs they were chosen for at prefill (0: none)
 };
 
 SKV_NAMESPACE_END
