@@ -40,6 +40,16 @@ TEST_CASE("segment_topk options: whole segments (no cut) and the blended query m
     sc.lengths = {700, 251};
     run_against_reference<C>(o, sc, true, reference_options(o.selector, o.segmenter));
   }
+  { // current_layers: layer 0 ranks by the current query although `query` says the open sentence's mean
+    using C = skv::sentence_kv_lossless<float>;
+    auto o = small_options<C>();
+    o.selector.choice.current_layers = 1;
+    auto ro = reference_options(o.selector, o.segmenter);
+    ro.mean_query = false;
+    scenario sc;
+    sc.lengths = {700, 251};
+    run_against_reference<C>(o, sc, true, ro);
+  }
   using P = skv::sentence_kv<float>; // with the pre-filter, too
   auto o = small_options<P>();
   o.selector.choice.whole_segments = true;
@@ -246,6 +256,10 @@ TEST_CASE("SentenceKV bad input: clear errors, or documented behaviour") {
                        skv::invalid_argument);
   o.selector.choice.heavy = 0;
   o.selector.choice.heavy_window = 32;
+  o.selector.choice.current_layers = -3;
+  CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o), doctest::Contains("argument 'current_layers' is -3; allowed: >= 0"),
+                       skv::invalid_argument);
+  o.selector.choice.current_layers = 0;
   o.selector.budget = 1024;
   o.selector.retention.factor = 0.5f;
   CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o), doctest::Contains("argument 'factor' is 0.5; allowed: >= 1"),

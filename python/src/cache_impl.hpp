@@ -157,6 +157,7 @@ bool set_option(Options& o, const std::string& name, const option_value& v) {
   SKV_PY_INT(selector.choice.whole_segments, "whole_segments")
   SKV_PY_INT(selector.choice.heavy, "heavy")
   SKV_PY_INT(selector.choice.heavy_window, "heavy_window")
+  SKV_PY_INT(selector.choice.current_layers, "current_layers")
   if constexpr (requires { o.selector.choice.query; })
     if (name == "query") {
       o.selector.choice.query = enum_option<skv::query_mode>(
@@ -176,7 +177,7 @@ std::vector<std::string> options_of() {
       "softmax_scale", "check_values", "boundaries", "max_length", "min_length",       "segment_size", "budget",
       "factor",        "recent_ratio", "window",     "kernel",     "pyramid_beta",     "reuse_depth",  "unit",
       "head_budgets",  "sink",         "recent",     "fallback",   "length_threshold", "dense_layers", "query",
-      "whole_segments", "heavy",        "heavy_window"};
+      "whole_segments", "heavy",        "heavy_window", "current_layers"};
   std::vector<std::string> names;
   for (const char* n : all) {
     Options probe;

@@ -231,3 +231,5 @@ def test_heavy_tokens_reach_the_preset():
         skv.Cache("sentence_kv_lossless", 1, QH, KH, D, boundaries=[1], heavy=-2)
     with pytest.raises(ValueError, match="preset 'full_kv' has no option 'heavy'"):
         skv.Cache("full_kv", 1, QH, KH, D, heavy=4)
+    with pytest.raises(ValueError, match="argument 'current_layers' is -1; allowed: >= 0"):
+        skv.Cache("sentence_kv_lossless", 1, QH, KH, D, boundaries=[1], current_layers=-1)

@@ -59,6 +59,10 @@ template <int N, class O>
 void heavy(O& o) {
   o.selector.choice.heavy = N;
 }
+template <int N, class O>
+void current_early(O& o) {
+  o.selector.choice.current_layers = N;
+}
 template <class O>
 void whole_sentences(O& o) {
   o.selector.retention.unit = skv::granularity::segment;
@@ -96,6 +100,12 @@ const std::vector<preset_info>& ablations() {
     v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+heavy32", [](auto& o) { heavy<32>(o); }));
     v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+heavy64", [](auto& o) { heavy<64>(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+heavy32", [](auto& o) { heavy<32>(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+current8",
+                                                      [](auto& o) { current_early<8>(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+current8+heavy32", [](auto& o) {
+      current_early<8>(o);
+      heavy<32>(o);
+    }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+current", [](auto& o) { current_query(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+sentences", [](auto& o) { whole_sentences(o); }));
     v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds", [](auto& o) { unchanged(o); }));

@@ -638,6 +638,7 @@ public:
     int length_threshold = Defaults::length_threshold; //!< ... i.e. has <= this many queries
     query_mode query = Defaults::query;                //!< which query ranks the segments
     int dense_layers = Defaults::dense_layers;         //!< the first layers attend to everything (Quest: 2)
+    int current_layers = 0; //!< skv: the first layers rank by the current query, whatever `query` says
     //! false (the official rule): segments in rank order until the budget, the last one cut to its first tokens;
     //! true: a segment that does not fit is skipped and the rest of the budget goes to lower-ranked ones that fit,
     //! so no segment is cut (a fact at a sentence's end is not lost to the cut).
@@ -687,6 +688,7 @@ public:
     });
     detail::require(o_.length_threshold >= 0, where, "length_threshold", o_.length_threshold, ">= 0");
     detail::require(o_.dense_layers >= 0, where, "dense_layers", o_.dense_layers, ">= 0");
+    detail::require(o_.current_layers >= 0, where, "current_layers", o_.current_layers, ">= 0");
     detail::require(o_.sketch_rows >= 0, where, "sketch_rows", o_.sketch_rows, ">= 0");
     detail::require(o_.prescreen >= 1.f && o_.prescreen <= 1e6f, where, "prescreen", o_.prescreen, "in [1, 1e6]");
   }
@@ -777,7 +779,8 @@ public:
       ensure_size(query_, std::size_t(nq));
       parallel_for(std::int64_t(li.batch) * li.shape.num_q_heads,
                    detail::ranking_query{ctx.query.current, ctx.query.partial_sum, ctx.query.partial_count, raw(query_),
-                                         li.shape.num_q_heads, D, o_.query},
+                                         li.shape.num_q_heads, D,
+                                         init_.layer < o_.current_layers ? query_mode::current : o_.query},
                    li.stream);
       pruned = score(ctx, out);
     }
