@@ -21,8 +21,6 @@ layers; and which tokens are heaviest in one layer (--show-layer).
 import argparse
 import os
 import pathlib
-import re
-import subprocess
 import sys
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -30,7 +28,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from key_spectrum import capture, load_smollm2  # noqa: E402
+from key_spectrum import capture, load_smollm2, read_text  # noqa: E402
 
 
 def take(order, spans, budget, taken):
@@ -60,12 +58,7 @@ def main(argv=None):
     args = a.parse_args(argv)
     import skv
     model, tok = load_smollm2()
-    if args.text:
-        text = open(args.text).read()
-    else:
-        text = subprocess.run(["bible", "-f", "Gen1:1-50:26"], check=True, capture_output=True, text=True).stdout
-        text = re.sub(r"(?m)^Ge[0-9]+:[0-9]+ ", "", text)
-    ids = torch.tensor(tok(text)["input_ids"][: args.tokens + args.steps])
+    ids = torch.tensor(tok(read_text(args.text))["input_ids"][: args.tokens + args.steps])
     n = ids.numel() - args.steps
     lo, hi = args.sink, n - args.recent  # the middle the selections compete for (the same for every decode query)
     ends = set(skv.sentence_boundaries(tok))

@@ -52,6 +52,14 @@ def load_smollm2():
     return model, tok
 
 
+def read_text(path):
+    """The text at `path`, or Genesis (bible-kjv) without its verse references, as skv-eval uses."""
+    if path:
+        return open(path).read()
+    text = subprocess.run(["bible", "-f", "Gen1:1-50:26"], check=True, capture_output=True, text=True).stdout
+    return re.sub(r"(?m)^Ge[0-9]+:[0-9]+ ", "", text)
+
+
 def capture(model, ids):
     """Post-RoPE query and key of every layer: q [Hq, n, D], k [Hkv, n, D]."""
     from transformers import AttentionInterface
@@ -88,12 +96,7 @@ def main(argv=None):
     args = a.parse_args(argv)
     import skv
     model, tok = load_smollm2()
-    if args.text:
-        text = open(args.text).read()
-    else:
-        text = subprocess.run(["bible", "-f", "Gen1:1-50:26"], check=True, capture_output=True, text=True).stdout
-        text = re.sub(r"(?m)^Ge[0-9]+:[0-9]+ ", "", text)
-    ids = torch.tensor(tok(text)["input_ids"][: args.tokens + args.steps])
+    ids = torch.tensor(tok(read_text(args.text))["input_ids"][: args.tokens + args.steps])
     n = ids.numel() - args.steps  # the prompt; the last `steps` positions ask
     ends = set(skv.sentence_boundaries(tok))
     cut = [0] + [i + 1 for i in range(n) if int(ids[i]) in ends and i + 1 < n] + [n]

@@ -45,7 +45,6 @@ struct sentence_kv_choice {
   static constexpr int length_threshold = 1;
   static constexpr query_mode query = query_mode::partial_mean;
   static constexpr int dense_layers = 0;
-  static constexpr int heavy = 0;
 };
 //! SentenceKV as the paper's figure describes it: no sink, no recent window, no fallback.
 struct sentence_kv_paper_choice : sentence_kv_choice {
@@ -62,7 +61,6 @@ struct quest_choice {
   static constexpr int length_threshold = 1;
   static constexpr query_mode query = query_mode::current;
   static constexpr int dense_layers = 2;
-  static constexpr int heavy = 0;
 };
 
 namespace detail {
@@ -616,16 +614,6 @@ struct prescreen_take {
 SKV_SIMD_CODE_END
 } // namespace detail
 
-namespace detail {
-template <class Defaults>
-constexpr int default_heavy() {
-  if constexpr (requires { Defaults::heavy; })
-    return Defaults::heavy;
-  else
-    return 0;
-}
-} // namespace detail
-
 //! Segments are ranked with the cache's summarizer (`Sum::score`), so the same choice serves mean keys (SentenceKV)
 //! and min/max bounds (Quest). @tparam Defaults the default option values (sentence_kv_choice, quest_choice, ...)
 template <class Defaults = sentence_kv_choice>
@@ -657,7 +645,7 @@ public:
     //! last `heavy_window` queries attend to most, summed over the window and the KV group (SnapKV's window score),
     //! chosen once at prefill. They catch what a sentence's mean key cannot: single tokens that draw attention
     //! whatever the query (docs/policies.md). 0: off.
-    int heavy = detail::default_heavy<Defaults>();
+    int heavy = 0;
     int heavy_window = 32; //!< prompt queries that choose the heavy tokens
   };
   static constexpr bool needs_summaries = true;
