@@ -680,6 +680,33 @@ TEST_CASE("skv-eval: a generated task end to end, both protocols, with intervals
     }
     CHECK(lines[8]["protocol"] == "prefill");
     CHECK(lines[11]["protocol"] == "question_after");
+    // A shard (--range 1:2) runs item 1 of the same set: same seed, prompt, answers and scores, so shards merge.
+    const auto shard = run_cli("--policy full_kv,sentence_kv_lossless --budget-frac 0.25 --task niah_multikey "
+                               "--haystack " + hay.string() + " --length 600 --limit 2 --range 1:2 --seed 5 --json "
+                               "--no-progress");
+    INFO(shard.err);
+    REQUIRE(shard.rc == 0);
+    const auto part = json_lines(shard.out);
+    REQUIRE(part.size() == 1 * 2 * 2 + 4);
+    for (std::size_t i = 0; i < 4; ++i) {
+        const auto& whole = lines[4 + i];
+        CHECK(part[i]["index"] == 1);
+        for (const char* key : {"index", "item_seed", "depth", "prompt_tokens", "protocol", "policy", "budget",
+                                "answer", "outputs", "score", "items_total", "length", "seed"})
+            CHECK_MESSAGE(part[i][key] == whole[key], key);
+        CHECK(part[i]["fast_bytes"].get<double>() > 0);
+    }
+    CHECK(part[4]["items"] == 1);
+    CHECK(part[4]["first"] == 1);
+    CHECK(part[4]["last"] == 2);
+    for (const char* bad_range : {"2:2", "0:3", "-1:1", "1", "0:1x"}) {
+        const auto b = run_cli("--policy full_kv --task vt --haystack " + hay.string() + " --limit 2 --range " +
+                               bad_range + " --no-progress");
+        CHECK(b.rc == 1);
+        CHECK_MESSAGE(b.err.find(std::string("--range ") + bad_range + ": expected A:B with 0 <= A < B <= --limit (2)") !=
+                          std::string::npos,
+                      b.err);
+    }
     const auto none = run_cli("--policy full_kv --task vt --no-progress");
     CHECK(none.rc == 1);
     CHECK(none.err.find("--task vt needs --haystack FILE") != std::string::npos);

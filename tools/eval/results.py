@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """The generated-task grid behind docs/results.md: every policy x budget fraction x task x context x protocol.
 
-Runs skv-eval once per (task, context) -- one forward pass per item serves every policy, budget and both protocols
--- keeps its JSON lines under OUT, then writes the Markdown tables (accuracy with Wilson 95% intervals, mean partial
-score, fast-tier MiB, seconds per item) between the markers of docs/results.md and one plot per task under docs/img/.
+Runs skv-eval per (task, context) in shards of --shard items (skv-eval --range A:B; one forward pass per item serves
+every policy, budget and both protocols), keeps each shard's JSON lines under OUT as TASK_CTX.A-B.jsonl, then merges
+the per-item lines of all shards into the Markdown tables (accuracy with Wilson 95% intervals, mean partial score,
+fast-tier MiB, seconds per item) between the markers of docs/results.md and one plot per task under docs/img/.
 
-    python3 tools/eval/results.py --out build/results/grid            # run what is missing, then write the docs
-    python3 tools/eval/results.py --out build/results/grid --table-only
+    python3 tools/eval/results.py                      # run the shards that are missing, then write the docs
+    python3 tools/eval/results.py --tasks niah_single --contexts 4096   # one cell
+    python3 tools/eval/results.py --table-only         # only the docs, from the shards in OUT
 
-Runs that already have a complete .jsonl in OUT are reused (delete it to rerun). Everything is in the command line
-that the page prints, seed included; another --seed or --haystack gives a fresh, unseen set.
+OUT (default bench/results/grid) is kept in the repository: the grid takes days of 2-core time, so it grows shard
+by shard, and a fresh clone regenerates the page from it. Complete shards are reused (delete one to rerun it); a
+shard interrupted midway is rerun. A cell with fewer items than --items says so in its heading. Everything is in the
+command lines the page prints, seed included; another --seed or --haystack gives a fresh, unseen set.
 """
 import argparse
 import datetime
@@ -35,18 +39,19 @@ def wilson(k, n, z=1.959963984540054):
 
 def parse_args(argv):
     a = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    a.add_argument("--out", default=os.path.join(ROOT, "build", "results", "grid"))
+    a.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "grid"))
     a.add_argument("--eval", default=os.environ.get("SKV_EVAL", os.path.join(ROOT, "build", "bin", "skv-eval")))
     a.add_argument("--haystack", default=None, help="text the documents are cut from (default: Genesis, bible-kjv)")
     a.add_argument("--tasks", default="niah_single,niah_multikey,niah_multivalue,niah_multiquery,vt,cwe,fwe,qa_cloze")
     # 8000, not 8192: SmolLM2's 8192-token context must also hold the answer (prompts are sized to +-0.5%)
     a.add_argument("--contexts", default="2048,4096,8000")
     a.add_argument("--policies",
-                   default="full_kv,sentence_kv_lossless,sentence_kv,sentence_kv_paper,snap_kv,pyramid_kv,h2o,"
-                           "chunk_kv,quest,streaming_llm")
+                   # the headline comparison; every preset is in the RULER table above this section, at 20 items
+                   default="full_kv,sentence_kv_lossless,sentence_kv,snap_kv,streaming_llm")
     a.add_argument("--fractions", default="0.03,0.0625,0.125,0.25")
     a.add_argument("--protocols", default="prefill,question_after")
     a.add_argument("--items", type=int, default=50)
+    a.add_argument("--shard", type=int, default=10, help="items per skv-eval run (one file each)")
     a.add_argument("--seed", type=int, default=2026)
     a.add_argument("--kv-dtype", default="float")
     a.add_argument("--max-streams", type=int, default=16)
@@ -66,17 +71,24 @@ def genesis(out):
     return path
 
 
-def command(a, task, ctx, haystack):
-    return [a.eval, "--task", task, "--haystack", haystack, "--length", str(ctx), "--limit", str(a.items),
-            "--seed", str(a.seed), "--policy", a.policies, "--budget-frac", a.fractions, "--protocol", a.protocols,
-            "--kv-dtype", a.kv_dtype, "--max-streams", str(a.max_streams), "--json", "--no-progress"]
+def command(a, task, ctx, haystack, first=None, last=None):
+    cmd = [a.eval, "--task", task, "--haystack", haystack, "--length", str(ctx), "--limit", str(a.items),
+           "--seed", str(a.seed), "--policy", a.policies, "--budget-frac", a.fractions, "--protocol", a.protocols,
+           "--kv-dtype", a.kv_dtype, "--max-streams", str(a.max_streams), "--json", "--no-progress"]
+    return cmd + (["--range", f"{first}:{last}"] if first is not None else [])
 
 
-def complete(path):
+def complete(path, a):
+    """The shard finished (its summaries are there) and covers every requested policy, fraction and protocol."""
     if not os.path.exists(path):
         return False
     with open(path) as f:
-        return any('"summary":true' in line for line in f)
+        have = {(r["protocol"], r["policy"], r["budget_fraction"]) for r in (json.loads(l) for l in f if l.strip())
+                if r.get("summary")}
+    fractions = [float(x) for x in a.fractions.split(",")]
+    want = {(p, pol, None if pol == "full_kv" else fr) for p in a.protocols.split(",")
+            for pol in a.policies.split(",") for fr in fractions}
+    return bool(have) and want <= have
 
 
 def run(a):
@@ -91,19 +103,27 @@ def run(a):
         json.dump({"runs": runs}, f)
     for ctx in [int(c) for c in a.contexts.split(",")]:
         for task in a.tasks.split(","):
-            path = os.path.join(a.out, f"{task}_{ctx}.jsonl")
-            if complete(path):
-                continue
-            cmd = command(a, task, ctx, haystack)
-            print("+", " ".join(cmd), file=sys.stderr, flush=True)
-            with open(path + ".tmp", "w") as out, open(os.path.join(a.out, f"{task}_{ctx}.log"), "w") as err:
-                rc = subprocess.run(cmd, stdout=out, stderr=err).returncode
-            if rc != 0:
-                print(f"error: {task} at {ctx} tokens failed (rc {rc}); see {a.out}/{task}_{ctx}.log", file=sys.stderr)
-                continue
-            os.replace(path + ".tmp", path)
-            with open(os.path.join(a.out, f"{task}_{ctx}.cmd"), "w") as f:
-                f.write(" ".join(cmd) + "\n")
+            with open(os.path.join(a.out, f"{task}_{ctx}.cmd"), "w") as f:  # the cell's command, without --range
+                f.write(" ".join(rel(c) for c in command(a, task, ctx, haystack)) + "\n")
+            for first in range(0, a.items, a.shard):
+                last = min(a.items, first + a.shard)
+                path = os.path.join(a.out, f"{task}_{ctx}.{first}-{last}.jsonl")
+                if complete(path, a):
+                    continue
+                cmd = command(a, task, ctx, haystack, first, last)
+                print("+", " ".join(rel(c) for c in cmd), file=sys.stderr, flush=True)
+                log = os.path.join(a.out, f"{task}_{ctx}.{first}-{last}.log")
+                with open(path + ".tmp", "w") as out, open(log, "w") as err:
+                    rc = subprocess.run(cmd, stdout=out, stderr=err).returncode
+                if rc != 0:
+                    print(f"error: {task} at {ctx} tokens, items {first}-{last} failed (rc {rc}); see {log}",
+                          file=sys.stderr)
+                    continue
+                os.replace(path + ".tmp", path)
+
+
+def rel(path):
+    return path.replace(ROOT + "/", "")
 
 
 def load_env(out):
@@ -115,12 +135,38 @@ def load_env(out):
 
 
 def load(a):
+    """Summaries rebuilt from the per-item lines of every .jsonl in OUT (shards and further runs on the same items,
+    e.g. ablations), one per (task, length, seed, protocol, policy, budget); an item seen twice counts once."""
+    cells = {}
+    for name in sorted(os.listdir(a.out)):
+        if not name.endswith(".jsonl"):
+            continue
+        with open(os.path.join(a.out, name)) as f:
+            for r in (json.loads(l) for l in f if l.strip()):
+                if r.get("summary") or "index" not in r or "length" not in r:
+                    continue
+                key = (r["task"], r["length"], r["seed"], os.path.basename(r["haystack"]), r["kv_dtype"],
+                       r["protocol"], r["policy"], r["budget_fraction"],
+                       None if r["budget_fraction"] or r["policy"] == "full_kv" else r["budget"])
+                cells.setdefault(key, {})[r["index"]] = r
     rows = []
-    # TASK_CTX.jsonl (the grid) before TASK_CTX.SUFFIX.jsonl (further runs on the same items, e.g. ablations)
-    for name in sorted(os.listdir(a.out), key=lambda n: (n.split(".")[0], n.count("."), n)):
-        if name.endswith(".jsonl"):
-            with open(os.path.join(a.out, name)) as f:
-                rows += [r for r in (json.loads(l) for l in f if l.strip()) if r.get("summary")]
+    for key, items in cells.items():
+        its = [items[i] for i in sorted(items)]
+        n = len(its)
+        correct = sum(1 for r in its if r["score"] == 1.0)
+        lo, hi = wilson(correct, n)
+        steps = sum(r["decode_steps"] for r in its)
+        rows.append({"task": key[0], "length": key[1], "seed": key[2], "haystack": key[3], "kv_dtype": key[4],
+                     "protocol": key[5], "policy": key[6], "budget_fraction": key[7], "budget": key[8],
+                     "items": n, "items_total": its[0]["items_total"], "correct": correct, "accuracy": correct / n,
+                     "ci_lo": lo, "ci_hi": hi, "mean_score": sum(r["score"] for r in its) / n,
+                     "mean_budget": sum(r["budget"] or 0 for r in its) / n,
+                     "mean_prompt_tokens": sum(r["prompt_tokens"] for r in its) / n,
+                     "item_seconds": sum(r["item_seconds"] for r in its) / n,
+                     "forward_seconds": sum(r["forward_seconds"] for r in its) / n,
+                     "step_ms": 1e3 * sum(r["step_seconds"] for r in its) / steps if steps else 0.0,
+                     "fast_mib": sum(r["fast_bytes"] for r in its) / n / (1 << 20),
+                     "slow_mib": sum(r["slow_bytes"] for r in its) / n / (1 << 20)})
     return rows
 
 
@@ -131,29 +177,29 @@ def label(r):
     return f"{r['policy']} @ {f:g}" if f else f"{r['policy']} τ={r['budget']}"
 
 
-def tables(rows):
+def tables(rows, order):
     out = []
     keys = sorted({(r["task"], r["length"]) for r in rows}, key=lambda k: (k[1], k[0]))
     for task, length in keys:
         rs = [r for r in rows if r["task"] == task and r["length"] == length]
         protos = [p for p in ("prefill", "question_after") if any(r["protocol"] == p for r in rs)]
-        r0 = rs[0]
-        out.append(f"\n#### {task}, {length} tokens ({r0['items']} items, seed {r0['seed']}, mean prompt "
+        # the heading's figures are the grid's own (full_kv's items): ablation rows may cover fewer items
+        r0 = max(rs, key=lambda r: (r["policy"] == "full_kv", r["items"]))
+        partial = f" of {r0['items_total']}, still running" if r0["items"] < r0["items_total"] else ""
+        out.append(f"\n#### {task}, {length} tokens ({r0['items']} items{partial}, seed {r0['seed']}, mean prompt "
                    f"{r0['mean_prompt_tokens']:.0f} tokens, {r0['item_seconds']:.0f} s per item for all runs, "
                    f"forward pass {r0['forward_seconds']:.0f} s)\n")
         out.append("| policy | budget | " + " | ".join(f"{p}: accuracy [95% CI] | score" for p in protos) +
                    " | fast MiB | step ms |")
         out.append("|---|---:|" + "---:|---:|" * len(protos) + "---:|---:|")
-        variants = []
-        for r in rs:
-            v = (r["policy"], r.get("budget_fraction"), r.get("budget"))
-            if v not in variants:
-                variants.append(v)
+        rank = {p: i for i, p in enumerate(order)}  # the grid's policies in --policies order, then the others
+        variants = sorted({(r["policy"], r["budget_fraction"], r["budget"]) for r in rs},
+                          key=lambda v: (rank.get(v[0], len(rank)), v[0], v[1] or 0, v[2] or 0))
         for v in variants:
             cells = []
             mib = step = None
             for p in protos:
-                m = [r for r in rs if r["protocol"] == p and (r["policy"], r.get("budget_fraction"), r.get("budget")) == v]
+                m = [r for r in rs if r["protocol"] == p and (r["policy"], r["budget_fraction"], r["budget"]) == v]
                 if not m:
                     cells += ["–", "–"]
                     continue
@@ -221,18 +267,21 @@ def write_docs(a, rows):
             f"between {first.get('date', '?')} (commit `{first.get('commit', '?')}`) and {last.get('date', '?')} "
             f"(commit `{last.get('commit', '?')}`), {len(runs)} invocations")
     loads = ", ".join(f"{r.get('load_start', 0):.2f}" for r in runs)
-    cmds = sorted((f for f in os.listdir(a.out) if f.endswith(".cmd")), key=lambda n: (n.split(".")[0], n.count("."), n))
+    done = {(r["task"], r["length"]) for r in rows}
+    cmds = sorted(f for f in os.listdir(a.out) if f.endswith(".cmd") and
+                  (f[:-4].rsplit("_", 1)[0], int(f[:-4].rsplit("_", 1)[1])) in done)
     body = [f"Generated by `python3 tools/eval/results.py` from `{os.path.relpath(a.out, ROOT)}` "
             f"(runs started {when}, {first.get('cores', '?')} cores, load at each start: {loads}). Accuracy: share of items whose answer contains every "
             "expected string (normalized, word-bounded); [95% CI]: Wilson score interval; score: mean share of the "
             "expected strings found. τ is resolved per item as round(fraction × prompt tokens).",
-            tables(rows)]
+            tables(rows, a.policies.split(","))]
     imgs = plots(rows, a.img)
     if imgs:
         body.append("")
         for p in imgs:
             body.append(f"![{os.path.basename(p)}]({os.path.relpath(p, os.path.dirname(a.docs))})")
-    body.append("\nCommands (one per task and context):\n\n```")
+    body.append("\nCommands (one per task and context; `results.py` runs each in shards of items with "
+                "`--range A:B`, which merge into the same set):\n\n```")
     for c in cmds:
         body.append(open(os.path.join(a.out, c)).read().strip().replace(ROOT + "/", ""))
     body.append("```")

@@ -24,6 +24,8 @@
 #include <iostream>
 #include <random>
 #include <sstream>
+#include <tuple>
+#include <utility>
 
 namespace se = skv::eval;
 namespace sl = skv::llama;
@@ -87,11 +89,25 @@ void print_json(const json& j) {
     std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
 }
 
+//! `--range A:B` -> [A, B) within [0, items); empty -> all items.
+std::pair<int, int> parse_range(const std::string& range, int items) {
+    if (range.empty()) return {0, items};
+    int a = -1, b = -1;
+    char colon = 0, rest = 0;
+    std::istringstream s(range);
+    const bool parsed = bool(s >> a >> colon >> b) && colon == ':' && !(s >> rest);
+    if (!parsed || a < 0 || b <= a || b > items)
+        throw std::invalid_argument("--range " + range + ": expected A:B with 0 <= A < B <= --limit (" +
+                                    std::to_string(items) + ")");
+    return {a, b};
+}
+
 //! A RULER-style generated task (generators.hpp) under both protocols: one JSON line per (item, protocol, variant),
 //! then one summary per (protocol, variant).
 struct generated_run {
     std::string task, haystack_path;
     int length = 4096, items = 50, max_streams = 16;
+    int first = 0, last = 50; //!< the items run: [first, last) of `items` (a shard; seeds and depths are the full set's)
     double depth = -1;
     unsigned seed = 1;
     std::vector<se::protocol> protocols;
@@ -118,8 +134,8 @@ int run_generated(const generated_run& g, se::evaluator& ev, const sl::tokenizer
     std::vector<acc> tot(n_streams);
     double item_seconds = 0, forward_seconds = 0;
     std::int64_t items = 0, prompt_tokens = 0;
-    progress bar(g.task, g.items, !g.no_progress);
-    for (int k = 0; k < g.items; ++k) {
+    progress bar(g.task, g.last - g.first, !g.no_progress);
+    for (int k = g.first; k < g.last; ++k) {
         se::generator_options o;
         o.length = g.length;
         o.depth = g.depth >= 0 ? g.depth : (g.items == 1 ? 0.5 : double(k) / double(g.items - 1));
@@ -130,6 +146,11 @@ int run_generated(const generated_run& g, se::evaluator& ev, const sl::tokenizer
         const auto res = ev.run_item(t.ids, t.n_context, item.max_new, g.protocols, g.max_streams);
         item_seconds += ev.item_seconds();
         forward_seconds += ev.item_forward_seconds();
+        const json item_common{{"task", g.task}, {"length", g.length}, {"items_total", g.items}, {"seed", g.seed},
+                               {"haystack", g.haystack_path}, {"kv_dtype", se::to_string(dtype)}, {"index", k},
+                               {"item_seed", o.seed}, {"depth", item.depth}, {"prompt_tokens", t.ids.size()},
+                               {"context_tokens", t.n_context}, {"item_seconds", ev.item_seconds()},
+                               {"forward_seconds", ev.item_forward_seconds()}};
         ++items;
         prompt_tokens += std::int64_t(t.ids.size());
         for (std::size_t s = 0; s < res.size(); ++s) {
@@ -146,14 +167,15 @@ int run_generated(const generated_run& g, se::evaluator& ev, const sl::tokenizer
             a.slow += r.slow_bytes;
             a.budget_sum += r.budget ? *r.budget : 0;
             if (g.as_json) {
+                // Everything a merge of shards needs to rebuild the summaries (tools/eval/results.py).
                 const auto& v = variants[r.variant];
-                json j{{"task", g.task}, {"protocol", se::to_string(r.proto)}, {"policy", v.policy},
-                       {"budget", r.budget ? json(*r.budget) : json(nullptr)},
-                       {"budget_fraction", v.budget_fraction ? json(*v.budget_fraction) : json(nullptr)},
-                       {"kv_dtype", se::to_string(dtype)}, {"index", k}, {"item_seed", o.seed},
-                       {"depth", item.depth}, {"prompt_tokens", t.ids.size()}, {"context_tokens", t.n_context},
-                       {"answer", answer}, {"outputs", item.outputs}, {"score", score},
-                       {"decode_steps", r.decode_steps}, {"step_seconds", r.step_seconds}};
+                json j = item_common;
+                j.update(json{{"protocol", se::to_string(r.proto)}, {"policy", v.policy},
+                              {"budget", r.budget ? json(*r.budget) : json(nullptr)},
+                              {"budget_fraction", v.budget_fraction ? json(*v.budget_fraction) : json(nullptr)},
+                              {"answer", answer}, {"outputs", item.outputs}, {"score", score},
+                              {"decode_steps", r.decode_steps}, {"step_seconds", r.step_seconds},
+                              {"fast_bytes", r.fast_bytes}, {"slow_bytes", r.slow_bytes}});
                 print_json(j);
             }
         }
@@ -173,7 +195,8 @@ int run_generated(const generated_run& g, se::evaluator& ev, const sl::tokenizer
                {"items", a.items}, {"correct", a.correct}, {"accuracy", double(a.correct) / n},
                {"ci_lo", ci.lo}, {"ci_hi", ci.hi}, {"mean_score", a.score / n}, {"length", g.length},
                {"mean_prompt_tokens", double(prompt_tokens) / double(std::max<std::int64_t>(1, items))},
-               {"seed", g.seed}, {"haystack", g.haystack_path},
+               {"seed", g.seed}, {"haystack", g.haystack_path}, {"first", g.first}, {"last", g.last},
+               {"items_total", g.items},
                {"item_seconds", item_seconds / double(std::max<std::int64_t>(1, items))},
                {"forward_seconds", forward_seconds / double(std::max<std::int64_t>(1, items))},
                {"step_ms", a.steps ? 1e3 * a.step_seconds / double(a.steps) : 0.0},
@@ -233,6 +256,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> protocol_names{"prefill", "question_after"};
     std::vector<double> fractions;
     int max_streams = 16;
+    std::string range;
     app.add_option("--haystack", haystack_path,
                    "generated tasks: the text the documents are cut from (any UTF-8 file), or 'noise' for RULER's "
                    "repeated filler");
@@ -248,6 +272,9 @@ int main(int argc, char** argv) {
                    "generated tasks: (protocol, policy) runs decoded in one batch, each holding a cache")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
+    app.add_option("--range", range,
+                   "generated tasks: run only items A..B-1 of the --limit items, as A:B (a shard: each item's seed and "
+                   "depth are those of the full set, so shards run apart merge into it)");
     app.add_option("--input", input, "text file (ppl, recall) or RULER jsonl (niah)");
     app.add_option("--prefill", prefill, "ppl/recall: prompt tokens prefilled with full attention")
         ->capture_default_str()
@@ -283,6 +310,8 @@ int main(int argc, char** argv) {
         if (protocols.empty()) throw std::invalid_argument("--protocol: give at least one of prefill, question_after");
         if (generated && haystack_path.empty())
             throw std::invalid_argument("--task " + task + " needs --haystack FILE (any text) or --haystack noise");
+        if (!range.empty() && !generated)
+            throw std::invalid_argument("--range " + range + ": only generated tasks take a range of items");
         if (length == 0) length = generated ? 4096 : 2000;
         if ((task == "ppl" || task == "recall" || task == "niah") && input.empty())
             throw std::invalid_argument("--task " + task + " needs --input FILE");
@@ -298,6 +327,7 @@ int main(int argc, char** argv) {
             g.haystack_path = haystack_path;
             g.length = length;
             g.items = limit > 0 ? limit : 50;
+            std::tie(g.first, g.last) = parse_range(range, g.items);
             g.max_streams = max_streams;
             g.depth = depth;
             g.seed = seed;
