@@ -51,10 +51,12 @@ template <template <class> class Preset, class T>
 using sketched = skv::kv_cache<typename Preset<T>::segmenter_type, skv::sketched_mean_key_summarizer,
                                typename Preset<T>::selector_type, typename Preset<T>::offloader_type, T>;
 
+#if !defined(SKV_BACKEND_CUDA) // CPU rows only (see sketched_presets)
 //! ... and by the projected mean key (rank head_dim / 4: the approximate pre-screen, bench-only ablation rows).
 template <template <class> class Preset, class T>
 using projected = skv::kv_cache<typename Preset<T>::segmenter_type, skv::projected_mean_key_summarizer<>,
                                 typename Preset<T>::selector_type, typename Preset<T>::offloader_type, T>;
+#endif
 
 template <class T>
 std::vector<preset_entry> presets_of(const char* type, bool only_typed) {
