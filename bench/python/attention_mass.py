@@ -16,6 +16,12 @@ averaged), for each decode query:
 Prints, per layer, the middle's share, opt and each selection's recall (its mass / opt), then the means over
 layers; and which tokens are heaviest in one layer (--show-layer).
 
+Then the error each selection leaves in the attention output, ||o - o_full|| / ||o_full|| per query head (mean over
+heads and decode queries), with the selected tokens' softmax renormalized as a sparse attention computes it; and the
+same with "+mv": every middle sentence's unselected tokens added back as one pseudo-token, the sentence's mean key
+with a bias of log(unselected count) and its mean value (an approximation of the missing mass that a cache could
+keep beside each sentence's mean key). "opt" here is the best --budget middle tokens by this query's attention.
+
     python3 bench/python/attention_mass.py [--text FILE] [--tokens 3000] [--budget 192] [--heavy 16,32,64]
 """
 import argparse
@@ -65,7 +71,7 @@ def main(argv=None):
     cut = sorted({lo, hi} | {i + 1 for i in range(lo, hi - 1) if int(ids[i]) in ends})
     spans = list(zip(cut[:-1], cut[1:]))
     heavy = [int(x) for x in args.heavy.split(",")]
-    layers = capture(model, ids)
+    layers = capture(model, ids, values=True)
     hq, hkv = layers[0][0].shape[0], layers[0][1].shape[0]
     g, dim = hq // hkv, layers[0][1].shape[2]
     scale = dim ** -0.5
@@ -73,12 +79,18 @@ def main(argv=None):
           f"the middle [{lo}, {hi}), budget {args.budget} middle tokens, {args.steps} decode queries")
     print("layer  middle   opt | recall: sentences " + " ".join(f"+heavy{k}" for k in heavy))
     means = torch.zeros(1 + len(heavy), dtype=torch.float64)
-    for li, (q, k) in enumerate(layers):
-        q, k = q.double(), k.double()
-        rows = []
+    err_names = ["sentences", f"+heavy{heavy[-1]}", "sentences+mv", f"+heavy{heavy[-1]}+mv", "opt", "opt+mv"]
+    err_rows = []
+    for li, (q, k, v) in enumerate(layers):
+        q, k, v = q.double(), k.double(), v.double()
+        rows, errs = [], []
         for h in range(hkv):
-            kh = k[h]
+            kh, vh = k[h], v[h]
             means_k = torch.stack([kh[b:e].mean(0) for b, e in spans])
+            means_v = torch.stack([vh[b:e].mean(0) for b, e in spans])
+            sentence_of = torch.full((n,), -1, dtype=torch.long)
+            for s, (b, e) in enumerate(spans):
+                sentence_of[b:e] = s
             # the window's attention (causal), summed over its queries and the group's heads
             win = torch.zeros(n, dtype=torch.float64)
             for t in range(n - args.window, n):
@@ -90,23 +102,51 @@ def main(argv=None):
                 print(f"layer {li}, KV head 0, heaviest tokens by the window: {shown}")
             for step in range(args.steps):
                 t = n + step
-                p = torch.softmax(q[h * g:(h + 1) * g, t] @ kh[: t + 1].T * scale, dim=1).mean(0)
+                qg = q[h * g:(h + 1) * g, t]
+                logits = qg @ kh[: t + 1].T * scale
+                probs = torch.softmax(logits, dim=1)
+                full = probs @ vh[: t + 1]
+                p = probs.mean(0)
                 mid = p[lo:hi]
                 opt = float(torch.sort(mid, descending=True).values[: args.budget].sum())
-                qs = q[h * g:(h + 1) * g, t].sum(0)
-                order_s = torch.argsort(means_k @ qs, descending=True, stable=True)
-                got = []
+                order_s = torch.argsort(means_k @ qg.sum(0), descending=True, stable=True)
+                got, masks = [], []
                 for kk in [0] + heavy:
                     taken = torch.zeros(n, dtype=torch.bool)
                     taken[order_w[:kk]] = True
                     take(order_s, spans, args.budget - kk, taken)
                     got.append(float(p[:n][taken].sum()))
+                    masks.append(taken)
                 rows.append([float(mid.sum()), opt] + got)
+                best = torch.zeros(n, dtype=torch.bool)
+                best[torch.argsort(mid, descending=True)[: args.budget] + lo] = True
+
+                def error(middle, mv):
+                    keep = torch.ones(t + 1, dtype=torch.bool)
+                    keep[lo:hi] = middle[lo:hi]
+                    lg, vals = logits[:, keep], vh[: t + 1][keep]
+                    if mv:
+                        missing = (~middle[lo:hi]).nonzero().flatten() + lo
+                        cnt = torch.bincount(sentence_of[missing], minlength=len(spans)).double()
+                        some = cnt > 0
+                        lg = torch.cat([lg, qg @ means_k[some].T * scale + torch.log(cnt[some])], 1)
+                        vals = torch.cat([vals, means_v[some]], 0)
+                    o = torch.softmax(lg, dim=1) @ vals
+                    return float(((o - full).norm(dim=1) / full.norm(dim=1)).mean())
+
+                errs.append([error(masks[0], False), error(masks[-1], False), error(masks[0], True),
+                             error(masks[-1], True), error(best, False), error(best, True)])
         r = torch.tensor(rows).mean(0)
         rec = r[2:] / r[1]
         means += rec / len(layers)
+        err_rows.append(torch.tensor(errs).mean(0))
         print(f"{li:5d} {r[0]:7.3f} {r[1]:5.3f} | " + " ".join(f"{x:7.2f}" for x in rec.tolist()))
     print("mean over layers: sentences " + " ".join(f"{x:.3f}" for x in means.tolist()))
+    print("\noutput error: layer " + " ".join(f"{x:>14s}" for x in err_names))
+    for li, r in enumerate(err_rows):
+        print(f"{li:19d} " + " ".join(f"{x:14.3f}" for x in r.tolist()))
+    m = torch.stack(err_rows).mean(0)
+    print("mean over layers    " + " ".join(f"{x:14.3f}" for x in m.tolist()))
 
 
 if __name__ == "__main__":

@@ -60,14 +60,15 @@ def read_text(path):
     return re.sub(r"(?m)^Ge[0-9]+:[0-9]+ ", "", text)
 
 
-def capture(model, ids):
-    """Post-RoPE query and key of every layer: q [Hq, n, D], k [Hkv, n, D]."""
+def capture(model, ids, values=False):
+    """Post-RoPE query and key of every layer: q [Hq, n, D], k [Hkv, n, D] (and v [Hkv, n, D] with `values`)."""
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     rec = {}
 
     def record(module, query, key, value, attention_mask, **kwargs):
-        rec[module.layer_idx] = (query[0].detach().clone(), key[0].detach().clone())
+        rec[module.layer_idx] = (query[0].detach().clone(), key[0].detach().clone()) + (
+            (value[0].detach().clone(),) if values else ())
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
     AttentionInterface.register("skv_capture", record)
