@@ -81,10 +81,10 @@ struct cli_result {
     std::string out, err;
 };
 
-//! Runs skv-eval with `args`, capturing stdout and stderr.
-cli_result run_cli(const std::string& args) {
+//! Runs skv-eval (or `exe`) with `args`, capturing stdout and stderr.
+cli_result run_cli(const std::string& args, const char* exe = SKV_EVAL_EXE) {
     const auto out = temp_path("out.txt"), err = temp_path("err.txt");
-    const std::string cmd = std::string("\"") + SKV_EVAL_EXE + "\" " + args + " >\"" + out.string() + "\" 2>\"" +
+    const std::string cmd = std::string("\"") + exe + "\" " + args + " >\"" + out.string() + "\" 2>\"" +
                             err.string() + "\"";
     const int status = std::system(cmd.c_str());
     cli_result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
@@ -713,5 +713,47 @@ TEST_CASE("skv-eval: a generated task end to end, both protocols, with intervals
     const auto bad = run_cli("--policy full_kv --task vt --haystack " + hay.string() + " --protocol later");
     CHECK(bad.rc == 1);
     CHECK(bad.err.find("protocol 'later' unknown; allowed: prefill, question_after") != std::string::npos);
+    fs::remove(hay);
+}
+
+TEST_CASE("skv-trace: a generated item as skv-eval makes it, the document prefilled, the rest and the answer traced") {
+    SKV_REQUIRE_MODEL(fx);
+    const auto hay = temp_path("trace_hay.txt");
+    write(hay, synthetic_haystack(150));
+    const std::string item = "--task niah_single --haystack " + hay.string() + " --length 400 --seed 5 ";
+    const auto eval = run_cli("--policy full_kv " + item + "--limit 2 --range 1:2 --json --no-progress");
+    INFO(eval.err);
+    REQUIRE(eval.rc == 0);
+    const auto want = json_lines(eval.out)[0]; // item 1 of 2 (both protocols see the same ids)
+    { // question_after (the prefill protocol differs only in n_prefill = all ids, answer_step = 0)
+        const std::string protocol = "question_after";
+        const auto r = run_cli(item + "--index 1 --items 2 --policy sentence_kv_lossless --budget 96 --protocol " +
+                                   protocol,
+                               SKV_TRACE_EXE);
+        INFO(r.err);
+        REQUIRE(r.rc == 0);
+        const auto lines = json_lines(r.out);
+        const auto& h = lines.at(0);
+        const auto ids = h["ids"].get<std::vector<std::int32_t>>();
+        const auto decode = h["decode_ids"].get<std::vector<std::int32_t>>();
+        const int n_prefill = h["n_prefill"], answer_step = h["answer_step"];
+        CHECK(ids.size() == want["prompt_tokens"].get<std::size_t>());
+        CHECK(h["n_context"] == want["context_tokens"]);
+        CHECK(h["outputs"] == want["outputs"]);
+        CHECK(n_prefill == (protocol == "prefill" ? int(ids.size()) : h["n_context"].get<int>()));
+        REQUIRE(answer_step == int(ids.size()) - n_prefill);
+        CHECK(std::equal(decode.begin(), decode.begin() + answer_step, ids.begin() + n_prefill));
+        const std::vector<std::int32_t> answer(decode.begin() + answer_step, decode.end());
+        CHECK(fx->tok.decode(answer, false) == " " + want["outputs"][0].get<std::string>());
+        REQUIRE(lines.size() == 1 + decode.size() * 30); // one line per (step, layer)
+        CHECK(lines.back()["step"] == decode.size() - 1);
+        CHECK(lines.back()["layer"] == 29);
+    }
+    const auto bad = run_cli(item + "--index 2 --items 2", SKV_TRACE_EXE);
+    CHECK(bad.rc == 1);
+    CHECK(bad.err.find("--index 2: expected 0 <= index < --items (2)") != std::string::npos);
+    const auto none = run_cli("--policy full_kv", SKV_TRACE_EXE);
+    CHECK(none.rc == 1);
+    CHECK(none.err.find("give --ids and --decode-ids, or --task with --haystack") != std::string::npos);
     fs::remove(hay);
 }

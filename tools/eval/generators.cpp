@@ -385,6 +385,15 @@ task_item generate_item(const llama::tokenizer& tok, const haystack& hay, std::s
   throw std::invalid_argument("haystack: no sentence of 10 or more words with a unique opening for qa_cloze");
 }
 
+generator_options item_options(int length, std::uint32_t set_seed, int index, int items, double depth) {
+  generator_options o;
+  o.length = length;
+  o.depth = depth >= 0 ? depth : (items == 1 ? 0.5 : double(index) / double(items - 1));
+  std::seed_seq sq{set_seed, std::uint32_t(index)};
+  sq.generate(&o.seed, &o.seed + 1);
+  return o;
+}
+
 item_tokens tokenize_item(const llama::tokenizer& tok, const task_item& item, std::string_view system) {
   const std::string user_head = item.instruction + "\n\n";
   const std::string full =

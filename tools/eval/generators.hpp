@@ -37,6 +37,10 @@ struct generator_options {
   std::uint32_t seed = 1;
 };
 
+//! Item `index` of a set of `items` (skv-eval's numbering): depth `depth` if given (>= 0), else spread evenly over
+//! the set (index / (items - 1)); its seed drawn from (set_seed, index), so any item can be made alone.
+generator_options item_options(int length, std::uint32_t set_seed, int index, int items, double depth = -1);
+
 //! The generated tasks: niah_single, niah_multikey, niah_multivalue, niah_multiquery, vt, cwe, fwe, qa_cloze.
 const std::vector<std::string>& generated_task_names();
 //! True if `name` is one of generated_task_names().

@@ -136,11 +136,7 @@ int run_generated(const generated_run& g, se::evaluator& ev, const sl::tokenizer
     std::int64_t items = 0, prompt_tokens = 0;
     progress bar(g.task, g.last - g.first, !g.no_progress);
     for (int k = g.first; k < g.last; ++k) {
-        se::generator_options o;
-        o.length = g.length;
-        o.depth = g.depth >= 0 ? g.depth : (g.items == 1 ? 0.5 : double(k) / double(g.items - 1));
-        std::seed_seq sq{g.seed, unsigned(k)};
-        sq.generate(&o.seed, &o.seed + 1);
+        const auto o = se::item_options(g.length, g.seed, k, g.items, g.depth);
         const auto item = se::generate_item(tok, hay, g.task, o);
         const auto t = se::tokenize_item(tok, item, system);
         const auto res = ev.run_item(t.ids, t.n_context, item.max_new, g.protocols, g.max_streams);
