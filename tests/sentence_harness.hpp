@@ -50,6 +50,7 @@ inline ref::sentence_options reference_options(const auto& sel, const auto& seg)
     o.heavy = sel.choice.heavy;
     o.heavy_window = sel.choice.heavy_window;
   }
+  if constexpr (requires { sel.choice.warmup; }) o.warmup = sel.choice.warmup;
   return o;
 }
 
@@ -106,7 +107,7 @@ std::vector<std::int32_t> run_against_reference(typename Cache::options opts, co
         const int p = s * sc.kv_heads + h;
         std::vector<std::int32_t> got(sel.indices.begin() + sel.indptr[p], sel.indices.begin() + sel.indptr[p + 1]);
         const auto& kept = models[s].retained[h];
-        const bool dense = ro.fallback && models[s].partial_queries <= ro.threshold;
+        const bool dense = models[s].attends_all();
         // properties: budget, sink and recent, subset of the retained tokens, sorted
         if (!dense) CHECK(std::int64_t(got.size()) <= ro.budget);
         const std::int64_t len = std::int64_t(kept.size());

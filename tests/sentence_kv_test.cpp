@@ -58,6 +58,52 @@ TEST_CASE("segment_topk options: whole segments (no cut) and the blended query m
   run_against_reference<P>(o, sc, true, reference_options(o.selector, o.segmenter));
 }
 
+TEST_CASE("warmup: the first decode steps after a prefill attend to every retained token, then selection starts") {
+  SUBCASE("lossless and pre-filtered, against the reference step by step") {
+    using C = skv::sentence_kv_lossless<float>;
+    auto o = small_options<C>();
+    o.selector.choice.warmup = 7;
+    scenario sc;
+    sc.lengths = {900, 333};
+    run_against_reference<C>(o, sc, true, reference_options(o.selector, o.segmenter));
+    using P = skv::sentence_kv<float>;
+    auto op = small_options<P>();
+    op.selector.choice.warmup = 3;
+    run_against_reference<P>(op, scenario{}, true, reference_options(op.selector, op.segmenter));
+  }
+  SUBCASE("steps 1..warmup hold the whole prompt and every decoded token; the next step is within the budget") {
+    using C = skv::sentence_kv_lossless<float>;
+    auto o = small_options<C>();
+    o.selector.choice.fallback = false; // only the warmup makes a step dense
+    o.selector.choice.warmup = 5;
+    C c({1, 8, 2, 64}, o);
+    std::mt19937 rng(3);
+    auto b = ref::make_batch({600}, 8, 2, 64, 5);
+    b.ids = text_ids(600, 12, rng);
+    ref::typed_batch<float> tb(b);
+    c.prefill(0, tb.args());
+    std::vector<float> out(8 * 64);
+    for (int step = 1; step <= 7; ++step) {
+      CAPTURE(step);
+      auto st = ref::make_step(1, 8, 2, 64, rng);
+      ref::typed_step<float> ts(st);
+      c.step(0, ts.args(), ref::out_view(out, 8, 64));
+      const auto sel = c.selection(0);
+      for (int kh = 0; kh < 2; ++kh) {
+        const std::int32_t n = sel.indptr[kh + 1] - sel.indptr[kh];
+        if (step <= 5) CHECK(n == 600 + step);
+        else CHECK(n <= o.selector.budget);
+      }
+    }
+    C again({1, 8, 2, 64}, o); // a new prefill starts a new warmup
+    again.prefill(0, tb.args());
+    auto st = ref::make_step(1, 8, 2, 64, rng);
+    ref::typed_step<float> ts(st);
+    again.step(0, ts.args(), ref::out_view(out, 8, 64));
+    CHECK(again.selection_nnz(0) == 2 * 601);
+  }
+}
+
 TEST_CASE("heavy tokens: the prompt tokens its last queries attend to most stay selected, inside the budget") {
   SUBCASE("lossless and pre-filtered, against the reference step by step") {
     using C = skv::sentence_kv_lossless<float>;
@@ -260,6 +306,10 @@ TEST_CASE("SentenceKV bad input: clear errors, or documented behaviour") {
   CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o), doctest::Contains("argument 'current_layers' is -3; allowed: >= 0"),
                        skv::invalid_argument);
   o.selector.choice.current_layers = 0;
+  o.selector.choice.warmup = -1;
+  CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o), doctest::Contains("argument 'warmup' is -1; allowed: >= 0 (0 = off)"),
+                       skv::invalid_argument);
+  o.selector.choice.warmup = 0;
   o.selector.budget = 1024;
   o.selector.retention.factor = 0.5f;
   CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o), doctest::Contains("argument 'factor' is 0.5; allowed: >= 1"),

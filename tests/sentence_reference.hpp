@@ -25,6 +25,7 @@ struct sentence_options {
   bool minmax = false;    // rank by Quest's bound instead of the mean key
   int fixed = 0;          // > 0: fixed chunks instead of sentences
   int heavy = 0, heavy_window = 32; // prompt tokens always selected, by the window score of the last queries
+  int warmup = 0;                   // the first decode steps after the prefill attend to every retained token
   //! When set, a segment's score for one query head (instead of mean or min/max): `keys` are its retained keys.
   std::function<double(const std::vector<const float*>& keys, const double* q, int dim)> score;
 };
@@ -99,6 +100,7 @@ struct sentence_model {
   int partial_queries = 0;
   bool closed_last = false;
   std::vector<std::vector<std::int32_t>> heavy; // [head] ranks (store indices) of the heavy tokens
+  std::int64_t prompt = 0;                      // tokens of the prefill (the warmup counts decode steps past it)
 
   bool closes(std::int32_t id, std::int64_t len) const {
     if (o.fixed > 0) return len >= o.fixed;
@@ -115,7 +117,7 @@ struct sentence_model {
       ++open;
       if (closes(h.ids[seq][t], open)) open = 0;
     }
-    partial_begin = n;
+    partial_begin = prompt = n;
     retained.assign(kv_heads, {});
     const std::int64_t cap = std::int64_t(o.retention * o.budget);
     for (int kh = 0; kh < kv_heads; ++kh) {
@@ -193,11 +195,17 @@ struct sentence_model {
     return qbar;
   }
 
+  //! This step attends to every retained token: the open sentence is short (fallback), or a warmup step (`n`
+  //! counts this step's token).
+  bool attends_all() const {
+    return (o.fallback && partial_queries <= o.threshold) || (o.warmup > 0 && n - prompt <= o.warmup);
+  }
+
   //! Positions selected for KV head `kh` under the current state; `current_q` is the step's query.
   std::vector<std::int32_t> select(const history& h, int seq, int kh, const float* current_q) const {
     const auto& r = retained[kh];
     const std::int64_t len = std::int64_t(r.size());
-    if (o.fallback && partial_queries <= o.threshold) return r;
+    if (attends_all()) return r;
     if (len <= o.budget) return r;
     const int G = q_heads / kv_heads;
     const std::vector<double> qbar = ranking_query(kh, current_q);

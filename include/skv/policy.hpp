@@ -59,6 +59,7 @@ struct layer_info {
 //! Host bookkeeping of one sequence: its segmentation and the open (partial) segment.
 struct sequence_state {
   std::int64_t n_tokens = 0;                //!< positions [0, n_tokens) were seen
+  std::int64_t prompt_tokens = 0;           //!< ... of which the last prefill gave [0, prompt_tokens)
   std::vector<std::int32_t> segment_begins; //!< first position of each closed segment, increasing
   std::int64_t partial_begin = 0;           //!< first position of the open segment (end of the last closed one)
   int partial_queries = 0;                  //!< decode queries in the open segment, the current one included

@@ -158,6 +158,7 @@ bool set_option(Options& o, const std::string& name, const option_value& v) {
   SKV_PY_INT(selector.choice.heavy, "heavy")
   SKV_PY_INT(selector.choice.heavy_window, "heavy_window")
   SKV_PY_INT(selector.choice.current_layers, "current_layers")
+  SKV_PY_INT(selector.choice.warmup, "warmup")
   if constexpr (requires { o.selector.choice.query; })
     if (name == "query") {
       o.selector.choice.query = enum_option<skv::query_mode>(
@@ -177,7 +178,7 @@ std::vector<std::string> options_of() {
       "softmax_scale", "check_values", "boundaries", "max_length", "min_length",       "segment_size", "budget",
       "factor",        "recent_ratio", "window",     "kernel",     "pyramid_beta",     "reuse_depth",  "unit",
       "head_budgets",  "sink",         "recent",     "fallback",   "length_threshold", "dense_layers", "query",
-      "whole_segments", "heavy",        "heavy_window", "current_layers"};
+      "whole_segments", "heavy",        "heavy_window", "current_layers", "warmup"};
   std::vector<std::string> names;
   for (const char* n : all) {
     Options probe;

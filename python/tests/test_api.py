@@ -233,3 +233,19 @@ def test_heavy_tokens_reach_the_preset():
         skv.Cache("full_kv", 1, QH, KH, D, heavy=4)
     with pytest.raises(ValueError, match="argument 'current_layers' is -1; allowed: >= 0"):
         skv.Cache("sentence_kv_lossless", 1, QH, KH, D, boundaries=[1], current_layers=-1)
+
+
+def test_warmup_reads_everything_for_the_first_steps():
+    # the first `warmup` steps after the prefill select every token (a question read exactly), then the budget holds
+    k, v, q, ids = make_prompt(600, seed=4)
+    cache = skv.Cache("sentence_kv_lossless", 1, QH, KH, D, budget=64, boundaries=[1], sink=4, recent=4,
+                      fallback=False, warmup=3)
+    cache.prefill(0, k, v, q, ids)
+    for step in range(1, 6):
+        cache.step(0, torch.randn(1, KH, D), torch.randn(1, KH, D), torch.randn(1, QH, D), [5])
+        indptr, _ = cache.selection(0)
+        for h in range(KH):
+            n = int(indptr[h + 1] - indptr[h])
+            assert (n == 600 + step) if step <= 3 else (n <= 64), (step, h, n)
+    with pytest.raises(ValueError, match="argument 'warmup' is -1; allowed: >= 0"):
+        skv.Cache("sentence_kv_lossless", 1, QH, KH, D, boundaries=[1], warmup=-1)

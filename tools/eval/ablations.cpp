@@ -63,6 +63,10 @@ template <int N, class O>
 void current_early(O& o) {
   o.selector.choice.current_layers = N;
 }
+template <int N, class O>
+void warmup(O& o) {
+  o.selector.choice.warmup = N;
+}
 template <class O>
 void whole_sentences(O& o) {
   o.selector.retention.unit = skv::granularity::segment;
@@ -106,6 +110,9 @@ const std::vector<preset_info>& ablations() {
       current_early<8>(o);
       heavy<32>(o);
     }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+warmup16", [](auto& o) { warmup<16>(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+warmup32", [](auto& o) { warmup<32>(o); }));
+    v.push_back(variant_of<skv::sentence_kv>("sentence_kv+warmup32", [](auto& o) { warmup<32>(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+current", [](auto& o) { current_query(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+sentences", [](auto& o) { whole_sentences(o); }));
     v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds", [](auto& o) { unchanged(o); }));

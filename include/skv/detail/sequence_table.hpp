@@ -66,7 +66,7 @@ public:
         ++open;
         if (seg.closes(ids[indptr[b] + t], open)) open = 0;
       }
-      q.n_tokens = q.partial_begin = n;
+      q.n_tokens = q.partial_begin = q.prompt_tokens = n;
       q.partial_queries = 0;
       q.closed_last = false;
       at(partial_begin, b) = n;

@@ -647,6 +647,10 @@ public:
     //! whatever the query (docs/policies.md). 0: off.
     int heavy = 0;
     int heavy_window = 32; //!< prompt queries that choose the heavy tokens
+    //! skv: the first `warmup` decode steps after a prefill attend to everything in every layer, as a chunked
+    //! prefill of those tokens would (a chat turn's question after a long document is then read exactly; the
+    //! selection starts after it). 0: off.
+    int warmup = 0;
   };
   static constexpr bool needs_summaries = true;
 
@@ -677,6 +681,7 @@ public:
     detail::require(o_.length_threshold >= 0, where, "length_threshold", o_.length_threshold, ">= 0");
     detail::require(o_.dense_layers >= 0, where, "dense_layers", o_.dense_layers, ">= 0");
     detail::require(o_.current_layers >= 0, where, "current_layers", o_.current_layers, ">= 0");
+    detail::require(o_.warmup >= 0, where, "warmup", o_.warmup, ">= 0 (0 = off)");
     detail::require(o_.sketch_rows >= 0, where, "sketch_rows", o_.sketch_rows, ">= 0");
     detail::require(o_.prescreen >= 1.f && o_.prescreen <= 1e6f, where, "prescreen", o_.prescreen, "in [1, 1e6]");
   }
@@ -750,7 +755,7 @@ public:
   void select(const select_context<T, Sum>& ctx, selection& out) {
     const layer_info& li = ctx.info;
     const int P = li.pairs(), H = li.kv_heads(), D = li.dim();
-    const bool dense_layer = init_.layer < o_.dense_layers;
+    const bool dense_layer = dense_step(ctx);
     bool all_dense = true;
     for (int p = 0; p < P; ++p) {
       const bool dense =
@@ -779,6 +784,13 @@ public:
   }
 
 private:
+  //! This step attends to everything in this layer: a dense layer, or a warmup step (the sequences of a batch are
+  //! prefilled together, so they share the steps since the prefill).
+  template <class T, class Sum>
+  bool dense_step(const select_context<T, Sum>& ctx) const {
+    if (init_.layer < o_.dense_layers) return true;
+    return o_.warmup > 0 && !ctx.seqs.empty() && ctx.seqs[0].n_tokens - ctx.seqs[0].prompt_tokens <= o_.warmup;
+  }
   //! What `score` leaves for `take_segments`: the sketch's or the pre-screen's thresholds, and the pairs the
   //! pre-screen has already selected.
   struct pruning {
@@ -846,7 +858,7 @@ private:
                              raw(lo_), raw(up_), D, blocks},
                      li.stream);
         parallel_for(
-            P, detail::sketch_threshold{segments_of(ctx, init_.layer < o_.dense_layers), raw(lo_), cap, raw(thr_)},
+            P, detail::sketch_threshold{segments_of(ctx, dense_step(ctx)), raw(lo_), cap, raw(thr_)},
             li.stream);
         up = raw(up_);
         thr = raw(thr_);
@@ -872,7 +884,7 @@ private:
         dispatch_head_dim(D, [&](auto d) {
           parallel_for(P,
                        detail::prescreen_take<Sum, T, decltype(d)::value>{
-                           segments_of(ctx, init_.layer < o_.dense_layers), raw(lo_), qs, seg.summary, out, raw(thr_),
+                           segments_of(ctx, dense_step(ctx)), raw(lo_), qs, seg.summary, out, raw(thr_),
                            raw(done_), seg.basis_rows, 4 * R, double(o_.prescreen), candidate_width()},
                        li.stream);
         });
