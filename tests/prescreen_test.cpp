@@ -152,13 +152,7 @@ recall_stats compare(int prompt, int steps, float prescreen, std::uint32_t seed,
       for (int h = 0; h < kv_heads; ++h) data.fill(&b.k[(std::size_t(r) * kv_heads + h) * dim], (topic + h) % 40);
     }
   }
-  auto o = small_options<Exact>();
-  typename Screened::options so;
-  so.segmenter = o.segmenter;
-  so.selector.budget = o.selector.budget = 160;
-  so.selector.choice.sink = o.selector.choice.sink;
-  so.selector.choice.recent = o.selector.choice.recent;
-  so.selector.choice.sketch_rows = sketch_rows;
+  auto [o, so] = paired_options<Exact, Screened>(160, sketch_rows);
   so.selector.choice.prescreen = prescreen;
   o.selector.choice.fallback = so.selector.choice.fallback = false; // every step ranks the segments
   Exact exact({1, q_heads, kv_heads, dim}, o);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sstream>
+#include <utility>
 
 #include "sentence_reference.hpp"
 
@@ -150,6 +151,21 @@ typename Cache::options small_options() {
   o.selector.choice.sink = 8;
   o.selector.choice.recent = 8;
   return o;
+}
+
+//! Options of two caches to compare selection for selection: `small_options<A>()` and the same segmenter, sinks
+//! and recent window for `B`, both with budget `budget`; `B` ranks through its sketch or projection from
+//! `sketch_rows` segments per pair.
+template <class A, class B>
+std::pair<typename A::options, typename B::options> paired_options(int budget, int sketch_rows) {
+  auto a = small_options<A>();
+  typename B::options b;
+  b.segmenter = a.segmenter;
+  b.selector.budget = a.selector.budget = budget;
+  b.selector.choice.sink = a.selector.choice.sink;
+  b.selector.choice.recent = a.selector.choice.recent;
+  b.selector.choice.sketch_rows = sketch_rows;
+  return {a, b};
 }
 
 } // namespace sentence_harness

@@ -205,13 +205,7 @@ void same_selection(bool non_finite, std::uint32_t seed) {
     if (r % 40 == 0) b.ids[r] = boundary;
   }
   if (non_finite) b.k[std::size_t(1234) * row + 3] = std::numeric_limits<float>::infinity();
-  auto o = small_options<Plain>();
-  typename Sketched::options so;
-  so.segmenter = o.segmenter;
-  so.selector.budget = o.selector.budget = 160;
-  so.selector.choice.sink = o.selector.choice.sink;
-  so.selector.choice.recent = o.selector.choice.recent;
-  so.selector.choice.sketch_rows = 0;
+  auto [o, so] = paired_options<Plain, Sketched>(160, 0);
   o.check_values = so.check_values = !non_finite; // non-finite keys and queries on purpose
   Plain plain({1, q_heads, kv_heads, dim}, o);
   Sketched sketched({1, q_heads, kv_heads, dim}, so);
