@@ -20,7 +20,7 @@
 #include <cstdint>
 #include <vector>
 #if defined(__AVX2__) && !defined(__CUDA_ARCH__)
-#  include <immintrin.h> // score_projections' AVX2 body (also in AVX-512 builds)
+#  include <immintrin.h> // score_projections' AVX2 body (also in AVX-512 builds; avx2::dot_i8 in simd.hpp)
 #endif
 
 SKV_NAMESPACE_BEGIN
@@ -181,7 +181,6 @@ struct score_projections {
     const std::int64_t end = seg_off[p] + r1;
 #if defined(__AVX2__) && !defined(__CUDA_ARCH__)
     if constexpr (R % 16 == 0 && R <= 256) { // integer dots below 2^24: exact in float
-      const __m256i ones = _mm256_set1_epi16(1);
       for (; row + 8 <= end; row += 8) {
         __m256i acc[8];
         for (int j = 0; j < 8; ++j) {
@@ -196,9 +195,7 @@ struct score_projections {
               cs = _mm256_inserti128_si256(_mm256_setzero_si256(), _mm_loadu_si128((const __m128i*)(c + d)), 0);
               qv = _mm256_inserti128_si256(_mm256_setzero_si256(), _mm_loadu_si128((const __m128i*)(qc + d)), 0);
             }
-            // |c| (unsigned) times the query code carrying c's sign: the signed products, summed in pairs
-            const __m256i prod = _mm256_maddubs_epi16(_mm256_abs_epi8(cs), _mm256_sign_epi8(qv, cs));
-            a = _mm256_add_epi32(a, _mm256_madd_epi16(prod, ones));
+            a = _mm256_add_epi32(a, avx2::dot_i8(cs, qv));
           }
           acc[j] = a;
         }

@@ -13,6 +13,8 @@
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && !defined(__CUDA_ARCH__)
 #  include <immintrin.h>
 #  define SKV_HAVE_AVX2 1
+#elif defined(__AVX2__) && !defined(__CUDA_ARCH__)
+#  include <immintrin.h> // avx2::dot_i8
 #endif
 
 // GCC 12's AVX-512 intrinsics seed results with _mm512_undefined_*(), which -W(maybe-)uninitialized reports in the
@@ -75,6 +77,16 @@ SKV_FORCEINLINE void dot_rows16(const float* q, const T* const* rows, int n, flo
 }
 } // namespace avx512
 SKV_SIMD_CODE_END
+#endif
+
+#if defined(__AVX2__) && !defined(__CUDA_ARCH__)
+namespace avx2 { // integer kernels (the sketch's and the projection's), also in AVX-512 builds
+//! The 32 int8 products c[i] * q[i] summed into 8 int32 lanes (4 products each): |c| (unsigned) times q carrying
+//! c's sign, adjacent pairs summed to int16 (at most 2 * 128 * 127: no saturation), then to int32.
+SKV_FORCEINLINE __m256i dot_i8(__m256i c, __m256i q) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(c), _mm256_sign_epi8(q, c)), _mm256_set1_epi16(1));
+}
+} // namespace avx2
 #endif
 
 #if defined(SKV_HAVE_AVX2)

@@ -377,15 +377,14 @@ struct sketch_bounds_rows {
   void bounds_block(std::int64_t p, std::int64_t row) const {
     const std::int8_t* qc = qcode + p * dim;
     const float* qm = qmeta + p * query_meta_width;
-    const __m256i flip = _mm256_set1_epi8(char(0x80)), ones = _mm256_set1_epi16(1);
+    const __m256i flip = _mm256_set1_epi8(char(0x80));
     __m256 acc[8];
     for (int j = 0; j < 8; ++j) {
       const std::uint8_t* c = sketch + (row + j) * dim;
       __m256i a = _mm256_setzero_si256();
       for (int d = 0; d < dim; d += 32) {
         const __m256i cs = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)(c + d)), flip);
-        const __m256i qs = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i*)(qc + d)), cs);
-        a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(cs), qs), ones));
+        a = _mm256_add_epi32(a, avx2::dot_i8(cs, _mm256_loadu_si256((const __m256i*)(qc + d))));
       }
       acc[j] = _mm256_cvtepi32_ps(a);
     }
