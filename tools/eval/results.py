@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 
@@ -50,6 +51,9 @@ def parse_args(argv):
                    default="full_kv,sentence_kv_lossless,sentence_kv,snap_kv,streaming_llm")
     a.add_argument("--fractions", default="0.03,0.0625,0.125,0.25")
     a.add_argument("--protocols", default="prefill,question_after")
+    # SentenceKV's sinks and recent window (32 + 32) plus the step's own token: a smaller τ is refused
+    a.add_argument("--min-budget", type=int, default=72,
+                   help="skip a fraction whose budget at a context would be below this many tokens")
     a.add_argument("--items", type=int, default=50)
     a.add_argument("--shard", type=int, default=10, help="items per skv-eval run (one file each)")
     a.add_argument("--seed", type=int, default=2026)
@@ -71,21 +75,28 @@ def genesis(out):
     return path
 
 
+def fractions_at(a, ctx):
+    """The --fractions whose budget at `ctx` tokens reaches --min-budget (3% of 2K is 61 tokens: below SentenceKV's
+    sinks + recent window, which the preset refuses)."""
+    return [f for f in a.fractions.split(",") if float(f) * ctx >= a.min_budget]
+
+
 def command(a, task, ctx, haystack, first=None, last=None):
     cmd = [a.eval, "--task", task, "--haystack", haystack, "--length", str(ctx), "--limit", str(a.items),
-           "--seed", str(a.seed), "--policy", a.policies, "--budget-frac", a.fractions, "--protocol", a.protocols,
+           "--seed", str(a.seed), "--policy", a.policies, "--budget-frac", ",".join(fractions_at(a, ctx)),
+           "--protocol", a.protocols,
            "--kv-dtype", a.kv_dtype, "--max-streams", str(a.max_streams), "--json", "--no-progress"]
     return cmd + (["--range", f"{first}:{last}"] if first is not None else [])
 
 
-def complete(path, a):
+def complete(path, a, ctx):
     """The shard finished (its summaries are there) and covers every requested policy, fraction and protocol."""
     if not os.path.exists(path):
         return False
     with open(path) as f:
         have = {(r["protocol"], r["policy"], r["budget_fraction"]) for r in (json.loads(l) for l in f if l.strip())
                 if r.get("summary")}
-    fractions = [float(x) for x in a.fractions.split(",")]
+    fractions = [float(x) for x in fractions_at(a, ctx)]
     want = {(p, pol, None if pol == "full_kv" else fr) for p in a.protocols.split(",")
             for pol in a.policies.split(",") for fr in fractions}
     return bool(have) and want <= have
@@ -98,17 +109,24 @@ def run(a):
     runs.append({"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
                  "cores": os.cpu_count(), "load_start": os.getloadavg()[0],
                  "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                          text=True).stdout.strip()})
+                                          text=True).stdout.strip() +
+                           ("+dirty" if subprocess.run(  # include/ or tools/ differ from the commit
+                               ["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", "include", "tools"]).returncode
+                            else "")})
     with open(os.path.join(a.out, "env.json"), "w") as f:
         json.dump({"runs": runs}, f)
     for ctx in [int(c) for c in a.contexts.split(",")]:
+        skipped = [f for f in a.fractions.split(",") if f not in fractions_at(a, ctx)]
+        if skipped:
+            print(f"note: at {ctx} tokens, fractions {','.join(skipped)} give budgets below --min-budget "
+                  f"{a.min_budget}: skipped", file=sys.stderr)
         for task in a.tasks.split(","):
             with open(os.path.join(a.out, f"{task}_{ctx}.cmd"), "w") as f:  # the cell's command, without --range
                 f.write(" ".join(rel(c) for c in command(a, task, ctx, haystack)) + "\n")
             for first in range(0, a.items, a.shard):
                 last = min(a.items, first + a.shard)
                 path = os.path.join(a.out, f"{task}_{ctx}.{first}-{last}.jsonl")
-                if complete(path, a):
+                if complete(path, a, ctx):
                     continue
                 cmd = command(a, task, ctx, haystack, first, last)
                 print("+", " ".join(rel(c) for c in cmd), file=sys.stderr, flush=True)
@@ -155,16 +173,17 @@ def load(a):
         n = len(its)
         correct = sum(1 for r in its if r["score"] == 1.0)
         lo, hi = wilson(correct, n)
-        steps = sum(r["decode_steps"] for r in its)
+        step_ms = [1e3 * r["step_seconds"] / r["decode_steps"] for r in its if r["decode_steps"]]
         rows.append({"task": key[0], "length": key[1], "seed": key[2], "haystack": key[3], "kv_dtype": key[4],
                      "protocol": key[5], "policy": key[6], "budget_fraction": key[7], "budget": key[8],
                      "items": n, "items_total": its[0]["items_total"], "correct": correct, "accuracy": correct / n,
                      "ci_lo": lo, "ci_hi": hi, "mean_score": sum(r["score"] for r in its) / n,
                      "mean_budget": sum(r["budget"] or 0 for r in its) / n,
                      "mean_prompt_tokens": sum(r["prompt_tokens"] for r in its) / n,
-                     "item_seconds": sum(r["item_seconds"] for r in its) / n,
-                     "forward_seconds": sum(r["forward_seconds"] for r in its) / n,
-                     "step_ms": 1e3 * sum(r["step_seconds"] for r in its) / steps if steps else 0.0,
+                     # medians: a shared 2-core machine stalls single items now and then
+                     "item_seconds": statistics.median(r["item_seconds"] for r in its),
+                     "forward_seconds": statistics.median(r["forward_seconds"] for r in its),
+                     "step_ms": statistics.median(step_ms) if step_ms else 0.0,
                      "fast_mib": sum(r["fast_bytes"] for r in its) / n / (1 << 20),
                      "slow_mib": sum(r["slow_bytes"] for r in its) / n / (1 << 20)})
     return rows
@@ -187,10 +206,10 @@ def tables(rows, order):
         r0 = max(rs, key=lambda r: (r["policy"] == "full_kv", r["items"]))
         partial = f" of {r0['items_total']}, still running" if r0["items"] < r0["items_total"] else ""
         out.append(f"\n#### {task}, {length} tokens ({r0['items']} items{partial}, seed {r0['seed']}, mean prompt "
-                   f"{r0['mean_prompt_tokens']:.0f} tokens, {r0['item_seconds']:.0f} s per item for all runs, "
+                   f"{r0['mean_prompt_tokens']:.0f} tokens, median {r0['item_seconds']:.0f} s per item for all runs, "
                    f"forward pass {r0['forward_seconds']:.0f} s)\n")
         out.append("| policy | budget | " + " | ".join(f"{p}: accuracy [95% CI] | score" for p in protos) +
-                   " | fast MiB | step ms |")
+                   " | fast MiB | median step ms |")
         out.append("|---|---:|" + "---:|---:|" * len(protos) + "---:|---:|")
         rank = {p: i for i, p in enumerate(order)}  # the grid's policies in --policies order, then the others
         variants = sorted({(r["policy"], r["budget_fraction"], r["budget"]) for r in rs},
