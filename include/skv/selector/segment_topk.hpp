@@ -774,7 +774,7 @@ public:
                                          li.shape.num_q_heads, D,
                                          init_.layer < o_.current_layers ? query_mode::current : o_.query},
                    li.stream);
-      pruned = score(ctx, out);
+      pruned = score(ctx, out, dense_layer);
     }
     parallel_for(P,
                  detail::take_segments{segments_of(ctx, dense_layer), raw(score_), out, o_.whole_segments, pruned.thr,
@@ -823,7 +823,7 @@ private:
   //! projected summarizer and enough segments, the pre-screen selects into `out` the pairs it applies to (`done_`)
   //! and leaves the others' candidates (or all their segments) to the scorer.
   template <class T, class Sum>
-  pruning score(const select_context<T, Sum>& ctx, selection& out) {
+  pruning score(const select_context<T, Sum>& ctx, selection& out, bool dense_layer) {
     const std::int64_t cap = out.capacity;
     const layer_info& li = ctx.info;
     const int P = li.pairs(), G = li.group(), D = li.dim();
@@ -856,9 +856,7 @@ private:
                      bounder{raw(qcode_), raw(qmeta_), seg.sketch, seg.sketch_meta, seg.offset, seg.rows, seg.count,
                              raw(lo_), raw(up_), D, blocks},
                      li.stream);
-        parallel_for(
-            P, detail::sketch_threshold{segments_of(ctx, dense_step(ctx)), raw(lo_), cap, raw(thr_)},
-            li.stream);
+        parallel_for(P, detail::sketch_threshold{segments_of(ctx, dense_layer), raw(lo_), cap, raw(thr_)}, li.stream);
         up = raw(up_);
         thr = raw(thr_);
       }
@@ -883,7 +881,7 @@ private:
         dispatch_head_dim(D, [&](auto d) {
           parallel_for(P,
                        detail::prescreen_take<Sum, T, decltype(d)::value>{
-                           segments_of(ctx, dense_step(ctx)), raw(lo_), qs, seg.summary, out, raw(thr_),
+                           segments_of(ctx, dense_layer), raw(lo_), qs, seg.summary, out, raw(thr_),
                            raw(done_), seg.basis_rows, 4 * R, double(o_.prescreen), candidate_width()},
                        li.stream);
         });
