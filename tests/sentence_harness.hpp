@@ -22,6 +22,7 @@ inline std::vector<std::int32_t> text_ids(std::int64_t n, int mean_len, std::mt1
 struct scenario {
   std::vector<int> lengths{700, 260};
   int q_heads = 8, kv_heads = 2, dim = 64;
+  int layers = 1; //!< layers, each fed the same K/V
   int steps = 40;
   int mean_len = 12;
   std::uint32_t seed = 1;
@@ -55,15 +56,17 @@ inline ref::sentence_options reference_options(const auto& sel, const auto& seg)
   return o;
 }
 
-//! Runs `Cache` and the reference side by side; checks retained sets, selections and attention every step.
-//! Returns every selection seen (for determinism checks).
+//! Runs `Cache` and the reference side by side; checks retained sets, selections and attention every step, in every
+//! layer of `sc.layers` (each fed the same K/V; a layer's reference budget is its share of `decode_pyramid_beta`'s
+//! pyramid). Returns every selection seen (for determinism checks).
 template <class Cache>
 std::vector<std::int32_t> run_against_reference(typename Cache::options opts, const scenario& sc, bool exact_selection,
                                                 ref::sentence_options ro) {
   std::mt19937 rng(sc.seed);
   auto b = ref::make_batch(sc.lengths, sc.q_heads, sc.kv_heads, sc.dim, sc.seed + 100);
   b.ids = text_ids(b.rows(), sc.mean_len, rng);
-  Cache cache({1, sc.q_heads, sc.kv_heads, sc.dim}, opts);
+  const int L = sc.layers;
+  Cache cache({L, sc.q_heads, sc.kv_heads, sc.dim}, opts);
   using T = typename Cache::value_type;
   // the reference sees exactly the values the cache stores (rounded to T); only accumulation differs
   auto round = [](std::vector<float>& x) {
@@ -73,19 +76,28 @@ std::vector<std::int32_t> run_against_reference(typename Cache::options opts, co
   round(b.v);
   round(b.q);
   ref::typed_batch<T> tb(b);
-  cache.prefill(0, tb.args());
+  for (int l = 0; l < L; ++l) cache.prefill(l, tb.args());
   ref::history hist{sc.kv_heads, sc.dim, {}, {}, {}};
   hist.add_prompt(b);
   const int B = int(sc.lengths.size());
-  std::vector<ref::sentence_model> models;
-  for (int s = 0; s < B; ++s) {
-    models.push_back({ro, sc.q_heads, sc.kv_heads, sc.dim, cache.softmax_scale(), {}, 0, 0, {}, {}, 0, false, {}});
-    std::vector<float> qrows(b.q.begin() + std::size_t(b.indptr[s]) * sc.q_heads * sc.dim,
-                             b.q.begin() + std::size_t(b.indptr[s + 1]) * sc.q_heads * sc.dim);
-    models.back().prefill(hist, s, qrows);
-    CHECK(cache.segment_begins(0, s) == models.back().seg_begin);
-    for (int h = 0; h < sc.kv_heads; ++h)
-      CHECK(cache.retained(0, s, h) == std::int64_t(models.back().retained[h].size()));
+  std::vector<std::vector<ref::sentence_model>> models(L); // [layer][sequence]
+  for (int l = 0; l < L; ++l) {
+    ref::sentence_options rl = ro;
+    if constexpr (requires { opts.selector.choice.pyramid_beta; }) {
+      const auto& c = opts.selector.choice;
+      rl.layer_budget = int(skv::pyramid_capacity(l, L, ro.budget, c.sink + std::max(c.recent, 1) + c.heavy,
+                                                  c.pyramid_beta));
+    }
+    for (int s = 0; s < B; ++s) {
+      models[l].push_back(
+          {rl, sc.q_heads, sc.kv_heads, sc.dim, cache.softmax_scale(), {}, 0, 0, {}, {}, 0, false, {}});
+      std::vector<float> qrows(b.q.begin() + std::size_t(b.indptr[s]) * sc.q_heads * sc.dim,
+                               b.q.begin() + std::size_t(b.indptr[s + 1]) * sc.q_heads * sc.dim);
+      models[l].back().prefill(hist, s, qrows);
+      CHECK(cache.segment_begins(l, s) == models[l].back().seg_begin);
+      for (int h = 0; h < sc.kv_heads; ++h)
+        CHECK(cache.retained(l, s, h) == std::int64_t(models[l].back().retained[h].size()));
+    }
   }
   std::vector<std::int32_t> trace;
   std::uniform_int_distribution<int> tok(2, vocab - 1), coin(0, 5);
@@ -99,46 +111,51 @@ std::vector<std::int32_t> run_against_reference(typename Cache::options opts, co
     ref::typed_step<T> ts(st);
     std::vector<float> q(st.q.size());
     for (std::size_t i = 0; i < q.size(); ++i) q[i] = skv::to_float(ts.q[i]);
-    std::vector<float> out(st.q.size());
-    cache.step(0, ts.args(), ref::out_view(out, sc.q_heads, sc.dim));
-    const auto sel = cache.selection(0);
-    for (int s = 0; s < B; ++s) {
-      models[s].append(st.ids[s], &q[std::size_t(s) * sc.q_heads * sc.dim]);
-      for (int h = 0; h < sc.kv_heads; ++h) {
-        const int p = s * sc.kv_heads + h;
-        std::vector<std::int32_t> got(sel.indices.begin() + sel.indptr[p], sel.indices.begin() + sel.indptr[p + 1]);
-        const auto& kept = models[s].retained[h];
-        const bool dense = models[s].attends_all();
-        // properties: budget, sink and recent, subset of the retained tokens, sorted
-        if (!dense) CHECK(std::int64_t(got.size()) <= ro.budget);
-        const std::int64_t len = std::int64_t(kept.size());
-        for (std::int64_t k = 0; k < std::min<std::int64_t>(ro.sink, len); ++k)
-          CHECK(std::binary_search(got.begin(), got.end(), kept[k]));
-        for (std::int64_t k = std::max<std::int64_t>(0, len - ro.recent); k < len; ++k)
-          CHECK(std::binary_search(got.begin(), got.end(), kept[k]));
-        CHECK(std::is_sorted(got.begin(), got.end()));
-        for (auto x : got) CHECK(std::binary_search(kept.begin(), kept.end(), x));
-        if (exact_selection) {
-          const auto want = models[s].select(hist, s, h, &q[std::size_t(s) * sc.q_heads * sc.dim]);
-          if (got != want) { // say which positions differ before failing
-            std::ostringstream diff;
-            diff << "step " << step << " seq " << s << " head " << h << ": got " << got.size() << " want "
-                 << want.size() << "; only in got:";
-            for (auto x : got)
-              if (!std::binary_search(want.begin(), want.end(), x)) diff << ' ' << x;
-            diff << "; only in want:";
-            for (auto x : want)
-              if (!std::binary_search(got.begin(), got.end(), x)) diff << ' ' << x;
-            FAIL_CHECK(diff.str());
+    for (int l = 0; l < L; ++l) {
+      CAPTURE(l);
+      const std::int64_t budget = models[l][0].o.decode_budget();
+      std::vector<float> out(st.q.size());
+      cache.step(l, ts.args(), ref::out_view(out, sc.q_heads, sc.dim));
+      const auto sel = cache.selection(l);
+      for (int s = 0; s < B; ++s) {
+        models[l][s].append(st.ids[s], &q[std::size_t(s) * sc.q_heads * sc.dim]);
+        for (int h = 0; h < sc.kv_heads; ++h) {
+          const int p = s * sc.kv_heads + h;
+          std::vector<std::int32_t> got(sel.indices.begin() + sel.indptr[p],
+                                        sel.indices.begin() + sel.indptr[p + 1]);
+          const auto& kept = models[l][s].retained[h];
+          const bool dense = models[l][s].attends_all();
+          // properties: budget, sink and recent, subset of the retained tokens, sorted
+          if (!dense) CHECK(std::int64_t(got.size()) <= budget);
+          const std::int64_t len = std::int64_t(kept.size());
+          for (std::int64_t k = 0; k < std::min<std::int64_t>(ro.sink, len); ++k)
+            CHECK(std::binary_search(got.begin(), got.end(), kept[k]));
+          for (std::int64_t k = std::max<std::int64_t>(0, len - ro.recent); k < len; ++k)
+            CHECK(std::binary_search(got.begin(), got.end(), kept[k]));
+          CHECK(std::is_sorted(got.begin(), got.end()));
+          for (auto x : got) CHECK(std::binary_search(kept.begin(), kept.end(), x));
+          if (exact_selection) {
+            const auto want = models[l][s].select(hist, s, h, &q[std::size_t(s) * sc.q_heads * sc.dim]);
+            if (got != want) { // say which positions differ before failing
+              std::ostringstream diff;
+              diff << "step " << step << " layer " << l << " seq " << s << " head " << h << ": got " << got.size()
+                   << " want " << want.size() << "; only in got:";
+              for (auto x : got)
+                if (!std::binary_search(want.begin(), want.end(), x)) diff << ' ' << x;
+              diff << "; only in want:";
+              for (auto x : want)
+                if (!std::binary_search(got.begin(), got.end(), x)) diff << ' ' << x;
+              FAIL_CHECK(diff.str());
+            }
+            REQUIRE(got == want);
           }
-          REQUIRE(got == want);
+          trace.insert(trace.end(), got.begin(), got.end());
+          trace.push_back(-1);
         }
-        trace.insert(trace.end(), got.begin(), got.end());
-        trace.push_back(-1);
       }
+      const auto want = ref::attend_all(hist, q, sc.q_heads, sel, cache.softmax_scale());
+      CHECK(ref::rel_l2(out, want) < (std::is_same_v<T, float> ? 1e-5 : 1e-2));
     }
-    const auto want = ref::attend_all(hist, q, sc.q_heads, sel, cache.softmax_scale());
-    CHECK(ref::rel_l2(out, want) < (std::is_same_v<T, float> ? 1e-5 : 1e-2));
   }
   return trace;
 }

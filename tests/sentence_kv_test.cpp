@@ -104,6 +104,54 @@ TEST_CASE("warmup: the first decode steps after a prefill attend to every retain
   }
 }
 
+TEST_CASE("decode pyramid: each layer selects its share of the budget, as the reference does with that budget") {
+  scenario sc;
+  sc.lengths = {900, 333};
+  sc.layers = 4;
+  sc.steps = 16;
+  SUBCASE("lossless and pre-filtered, against the reference layer by layer") {
+    using C = skv::sentence_kv_lossless<float>;
+    auto o = small_options<C>(); // budget 96, sink 8, recent 8: layers 0..3 select 136, 110, 84, 58 at most
+    o.selector.choice.pyramid_beta = 2;
+    run_against_reference<C>(o, sc, true, reference_options(o.selector, o.segmenter));
+    using P = skv::sentence_kv<float>; // the pre-filter keeps r x the mean budget in every layer
+    auto op = small_options<P>();
+    op.selector.choice.pyramid_beta = 2;
+    run_against_reference<P>(op, sc, true, reference_options(op.selector, op.segmenter));
+  }
+  SUBCASE("the budgets fall with depth; the fast tier holds what the uniform budget's holds") {
+    using C = skv::sentence_kv_lossless<float>;
+    auto o = small_options<C>();
+    o.selector.choice.fallback = false;
+    auto flat = o;
+    o.selector.choice.pyramid_beta = 2;
+    C pyr({4, 8, 2, 64}, o), uni({4, 8, 2, 64}, flat);
+    std::mt19937 rng(5);
+    auto b = ref::make_batch({900}, 8, 2, 64, 9);
+    b.ids = text_ids(900, 12, rng);
+    ref::typed_batch<float> tb(b);
+    auto st = ref::make_step(1, 8, 2, 64, rng);
+    ref::typed_step<float> ts(st);
+    std::vector<float> out(8 * 64);
+    std::int64_t total = 0;
+    for (C* c : {&pyr, &uni})
+      for (int l = 0; l < 4; ++l) c->prefill(l, tb.args());
+    for (C* c : {&pyr, &uni})
+      for (int l = 0; l < 4; ++l) c->step(l, ts.args(), ref::out_view(out, 8, 64));
+    const std::int64_t want[4] = {136, 110, 84, 58}; // 16 + (120, 94, 68, 42): 2 x 80 - 40 falling by 80 / 3
+    for (int l = 0; l < 4; ++l) {
+      CAPTURE(l);
+      CHECK(pyr.selection_nnz(l) == 2 * want[l]);
+      CHECK(uni.selection_nnz(l) == 2 * 96);
+      total += want[l];
+    }
+    CHECK(total == 388); // the mean over layers is 97 (the pyramid's integer steps), the uniform budget 96
+    const auto mp = pyr.ledger(), mu = uni.ledger();
+    CHECK(double(mp.fast_bytes) <= 1.02 * double(mu.fast_bytes));
+    CHECK(double(mp.fast_bytes) >= 0.98 * double(mu.fast_bytes));
+  }
+}
+
 TEST_CASE("heavy tokens: the prompt tokens its last queries attend to most stay selected, inside the budget") {
   SUBCASE("lossless and pre-filtered, against the reference step by step") {
     using C = skv::sentence_kv_lossless<float>;
@@ -310,6 +358,15 @@ TEST_CASE("SentenceKV bad input: clear errors, or documented behaviour") {
   CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o), doctest::Contains("argument 'warmup' is -1; allowed: >= 0 (0 = off)"),
                        skv::invalid_argument);
   o.selector.choice.warmup = 0;
+  o.selector.choice.pyramid_beta = -2;
+  CHECK_THROWS_WITH_AS(C({4, 8, 2, 64}, o), doctest::Contains("argument 'pyramid_beta' is -2; allowed: >= 0 (0 = off)"),
+                       skv::invalid_argument);
+  o.selector.choice.pyramid_beta = 100; // budget 100 - 64 always selected: the last of 4 layers would keep none
+  CHECK_THROWS_WITH_AS(C({4, 8, 2, 64}, o),
+                       doctest::Contains("argument 'pyramid_beta' is 100; allowed: a value that leaves the last layer "
+                                         "more than sink + max(recent, 1) + heavy (64) tokens (its budget would be 64)"),
+                       skv::invalid_argument);
+  o.selector.choice.pyramid_beta = 0;
   o.selector.budget = 1024;
   o.selector.retention.factor = 0.5f;
   CHECK_THROWS_WITH_AS(C({1, 8, 2, 64}, o), doctest::Contains("argument 'factor' is 0.5; allowed: >= 1"),

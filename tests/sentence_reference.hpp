@@ -26,6 +26,8 @@ struct sentence_options {
   int fixed = 0;          // > 0: fixed chunks instead of sentences
   int heavy = 0, heavy_window = 32; // prompt tokens always selected, by the window score of the last queries
   int warmup = 0;                   // the first decode steps after the prefill attend to every retained token
+  int layer_budget = 0;             // > 0: this layer's decode budget (a pyramid's share); the pre-filter keeps `budget`
+  int decode_budget() const { return layer_budget > 0 ? layer_budget : budget; }
   //! When set, a segment's score for one query head (instead of mean or min/max): `keys` are its retained keys.
   std::function<double(const std::vector<const float*>& keys, const double* q, int dim)> score;
 };
@@ -206,7 +208,7 @@ struct sentence_model {
     const auto& r = retained[kh];
     const std::int64_t len = std::int64_t(r.size());
     if (attends_all()) return r;
-    if (len <= o.budget) return r;
+    if (len <= o.decode_budget()) return r;
     const int G = q_heads / kv_heads;
     const std::vector<double> qbar = ranking_query(kh, current_q);
     // the newest retained token (the step's own) is always attended: recent counts at least 1
@@ -256,7 +258,7 @@ struct sentence_model {
     const std::vector<std::int32_t> none;
     const auto& hv = heavy.empty() ? none : heavy[kh];
     for (auto k : hv) ranks.insert(k);
-    std::int64_t left = o.budget - o.sink - recent - std::int64_t(hv.size());
+    std::int64_t left = o.decode_budget() - o.sink - recent - std::int64_t(hv.size());
     for (const auto& s : sents) {
       if (left <= 0) break;
       if (o.whole && std::int64_t(s.eligible.size()) > left) continue; // skipped whole; lower ranks may fit

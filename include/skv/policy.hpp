@@ -31,6 +31,17 @@ struct reservation {
   std::int64_t new_tokens() const { return max_new_tokens > 0 ? max_new_tokens : max_tokens; }
 };
 
+//! PyramidKV's per-layer capacity (tokens, window included), as the official code computes it: capacities fall
+//! linearly from `2 (budget - window) - (budget - window) / beta` at layer 0 to `(budget - window) / beta` at the
+//! last layer, plus the window, so the average over layers stays `budget`. PyramidKV's prefill capacities
+//! (`keep_window_top::options::pyramid_beta`) and SentenceKV's decode budgets (`segment_topk::options::pyramid_beta`).
+inline std::int64_t pyramid_capacity(int layer, int num_layers, std::int64_t budget, int window, int beta) {
+  if (beta <= 0 || num_layers <= 1) return budget;
+  const std::int64_t base = budget - window, min_num = base / beta, max_num = base * 2 - min_num;
+  const std::int64_t steps = (max_num - min_num) / (num_layers - 1);
+  return max_num - std::int64_t(layer) * steps + window;
+}
+
 //! What a selector or offloader is constructed with (one instance per layer).
 struct policy_init {
   int layer = 0;

@@ -249,3 +249,20 @@ def test_warmup_reads_everything_for_the_first_steps():
             assert (n == 600 + step) if step <= 3 else (n <= 64), (step, h, n)
     with pytest.raises(ValueError, match="argument 'warmup' is -1; allowed: >= 0"):
         skv.Cache("sentence_kv_lossless", 1, QH, KH, D, boundaries=[1], warmup=-1)
+
+
+def test_decode_pyramid_gives_early_layers_more_of_the_budget():
+    # decode_pyramid_beta: layer budgets fall with depth (PyramidKV's schedule over sink + recent), mean `budget`
+    k, v, q, ids = make_prompt(600, seed=6)
+    cache = skv.Cache("sentence_kv_lossless", 4, QH, KH, D, budget=64, boundaries=[1], sink=4, recent=4,
+                      fallback=False, decode_pyramid_beta=2)
+    sizes = []
+    for layer in range(4):
+        cache.prefill(layer, k, v, q, ids)
+    for layer in range(4):
+        cache.step(layer, torch.randn(1, KH, D), torch.randn(1, KH, D), torch.randn(1, QH, D), [5])
+        indptr, _ = cache.selection(layer)
+        sizes.append({int(indptr[h + 1] - indptr[h]) for h in range(KH)})
+    assert sizes == [{92}, {74}, {56}, {38}]  # 8 always selected + (84, 66, 48, 30): 2 x 56 - 56 / 2, by 56 // 3
+    with pytest.raises(ValueError, match="argument 'pyramid_beta' is -1; allowed: >= 0"):
+        skv.Cache("sentence_kv_lossless", 4, QH, KH, D, boundaries=[1], decode_pyramid_beta=-1)

@@ -67,6 +67,10 @@ template <int N, class O>
 void warmup(O& o) {
   o.selector.choice.warmup = N;
 }
+template <int N, class O>
+void pyramid(O& o) {
+  o.selector.choice.pyramid_beta = N;
+}
 template <class O>
 void whole_sentences(O& o) {
   o.selector.retention.unit = skv::granularity::segment;
@@ -113,6 +117,8 @@ const std::vector<preset_info>& ablations() {
     v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+warmup16", [](auto& o) { warmup<16>(o); }));
     v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+warmup32", [](auto& o) { warmup<32>(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+warmup32", [](auto& o) { warmup<32>(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+pyramid2", [](auto& o) { pyramid<2>(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+pyramid5", [](auto& o) { pyramid<5>(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+current", [](auto& o) { current_query(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+sentences", [](auto& o) { whole_sentences(o); }));
     v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds", [](auto& o) { unchanged(o); }));

@@ -46,16 +46,6 @@ struct sentence_kv_prefilter : snap_kv_window {
   static constexpr float factor = 3.f;
 };
 
-//! PyramidKV's per-layer capacity (tokens, window included), as the official code computes it: capacities fall
-//! linearly from `2 (budget - window) - (budget - window) / beta` at layer 0 to `(budget - window) / beta` at the
-//! last layer, plus the window, so the average over layers stays `budget`.
-inline std::int64_t pyramid_capacity(int layer, int num_layers, std::int64_t budget, int window, int beta) {
-  if (beta <= 0 || num_layers <= 1) return budget;
-  const std::int64_t base = budget - window, min_num = base / beta, max_num = base * 2 - min_num;
-  const std::int64_t steps = (max_num - min_num) / (num_layers - 1);
-  return max_num - std::int64_t(layer) * steps + window;
-}
-
 //! Keeps `factor` x budget tokens per (sequence, KV head): the top tokens (or segments) by observation-window
 //! attention, plus the window. @tparam Defaults the default option values (snap_kv_window, sentence_kv_prefilter, ...)
 template <class Defaults = snap_kv_window>

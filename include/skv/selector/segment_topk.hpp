@@ -650,10 +650,16 @@ public:
     //! prefill of those tokens would (a chat turn's question after a long document is then read exactly; the
     //! selection starts after it). 0: off.
     int warmup = 0;
+    //! skv: > 0: decode budgets per layer as PyramidKV's capacities with this β (`pyramid_capacity`, the "window"
+    //! being the always-selected sink + recent + heavy tokens): falling linearly with depth, their mean over layers
+    //! `budget`, so the fast tier holds what a uniform budget holds. 0: every layer selects `budget` tokens.
+    int pyramid_beta = 0;
   };
   static constexpr bool needs_summaries = true;
 
-  segment_topk(const options& o, const policy_init& init, int budget) : o_(o), init_(init), budget_(budget) {
+  segment_topk(const options& o, const policy_init& init, int budget)
+      : o_(o), init_(init), mean_budget_(budget),
+        budget_(pyramid_capacity(init.layer, init.num_layers, budget, reserved(), o.pyramid_beta)) {
     memory_resource* mem = init.memory.of(tier::fast);
     for (auto* v : {&query_, &query_sum_, &score_, &heap_score_, &lo_, &up_, &thr_, &qmeta_, &qscale_})
       skv::bind(*v, mem);
@@ -672,10 +678,15 @@ public:
     detail::require(o_.heavy >= 0, where, "heavy", o_.heavy, ">= 0 (0 = off)");
     detail::require(o_.heavy == 0 || o_.heavy_window >= 1, where, "heavy_window", o_.heavy_window,
                     ">= 1 when heavy > 0");
-    // the newest token is always attended
-    const std::int64_t reserved = std::int64_t(o_.sink) + std::max(o_.recent, 1) + o_.heavy;
-    detail::require(budget_ > reserved, where, "budget", budget_, [&] {
-      return "> sink + max(recent, 1) + heavy (" + std::to_string(reserved) + ")";
+    detail::require(mean_budget_ > reserved(), where, "budget", mean_budget_, [&] {
+      return "> sink + max(recent, 1) + heavy (" + std::to_string(reserved()) + ")";
+    });
+    detail::require(o_.pyramid_beta >= 0, where, "pyramid_beta", o_.pyramid_beta, ">= 0 (0 = off)");
+    const std::int64_t last =
+        pyramid_capacity(init_.num_layers - 1, init_.num_layers, mean_budget_, reserved(), o_.pyramid_beta);
+    detail::require(last > reserved(), where, "pyramid_beta", o_.pyramid_beta, [&] {
+      return "a value that leaves the last layer more than sink + max(recent, 1) + heavy (" +
+             std::to_string(reserved()) + ") tokens (its budget would be " + std::to_string(last) + ")";
     });
     detail::require(o_.length_threshold >= 0, where, "length_threshold", o_.length_threshold, ">= 0");
     detail::require(o_.dense_layers >= 0, where, "dense_layers", o_.dense_layers, ">= 0");
@@ -685,6 +696,7 @@ public:
     detail::require(o_.prescreen >= 1.f && o_.prescreen <= 1e6f, where, "prescreen", o_.prescreen, "in [1, 1e6]");
   }
   const options& opts() const { return o_; }
+  //! This layer's budget: `budget`, or its share of the pyramid (`pyramid_beta`).
   std::int64_t max_selected() const { return budget_; }
   //! Prompt queries read at prefill: the heavy tokens' window (0 without them).
   int window() const { return o_.heavy > 0 ? o_.heavy_window : 0; }
@@ -796,6 +808,8 @@ private:
     const float* thr = nullptr;
     const std::int32_t* done = nullptr;
   };
+  //! Tokens always selected: the sinks, the recent window (the newest token at least) and the heavy tokens.
+  std::int64_t reserved() const { return std::int64_t(o_.sink) + std::max(o_.recent, 1) + o_.heavy; }
   //! The budgeted top-k's scratch entries per pair.
   std::int64_t take_width() const { return budget_ - o_.sink - std::max(o_.recent, 1) + 1; }
   //! The pre-screen's candidates per pair: `prescreen` times the budget, one more for the cut unit, and 64 for
@@ -903,7 +917,8 @@ private:
 
   options o_;
   policy_init init_;
-  int budget_;
+  int mean_budget_;      //!< the budget the cache gave (the mean over layers)
+  std::int64_t budget_;  //!< this layer's
   fast_vector<float> query_, query_sum_, score_, heap_score_;
   fast_vector<std::int32_t> heap_id_;
   fast_vector<float> lo_, up_, thr_, qmeta_; //!< sketched selection: bounds per segment, threshold per pair, ...
