@@ -119,6 +119,12 @@ const std::vector<preset_info>& ablations() {
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+warmup32", [](auto& o) { warmup<32>(o); }));
     v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+pyramid2", [](auto& o) { pyramid<2>(o); }));
     v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+pyramid5", [](auto& o) { pyramid<5>(o); }));
+    v.push_back(
+        variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+pyramid20", [](auto& o) { pyramid<20>(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+pyramid5+warmup32", [](auto& o) {
+      pyramid<5>(o);
+      warmup<32>(o);
+    }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+current", [](auto& o) { current_query(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+sentences", [](auto& o) { whole_sentences(o); }));
     v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds", [](auto& o) { unchanged(o); }));
