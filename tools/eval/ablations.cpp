@@ -71,6 +71,12 @@ template <int N, class O>
 void pyramid(O& o) {
   o.selector.choice.pyramid_beta = N;
 }
+//! Sentences longer than N tokens split into pieces of N, each with its own mean key (more summary vectors for long
+//! sentences; the pieces are ranked and taken independently).
+template <int N, class O>
+void split_long(O& o) {
+  o.segmenter.max_length = N;
+}
 template <class O>
 void whole_sentences(O& o) {
   o.selector.retention.unit = skv::granularity::segment;
@@ -125,6 +131,8 @@ const std::vector<preset_info>& ablations() {
       pyramid<5>(o);
       warmup<32>(o);
     }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+max16", [](auto& o) { split_long<16>(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+max32", [](auto& o) { split_long<32>(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+current", [](auto& o) { current_query(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+sentences", [](auto& o) { whole_sentences(o); }));
     v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds", [](auto& o) { unchanged(o); }));
