@@ -99,6 +99,14 @@ std::vector<std::int32_t> run_against_reference(typename Cache::options opts, co
         CHECK(cache.retained(l, s, h) == std::int64_t(models[l].back().retained[h].size()));
     }
   }
+  // cross-layer guidance: the guide layer's latest published shares, per sequence (none until it ranks)
+  int guided_layers = 0, guide_layer = 0;
+  if constexpr (requires { opts.selector.choice.guided_layers; }) { // -1: the first half, by layer 2 * layers / 3
+    guided_layers = opts.selector.choice.guided_layers == -1 ? L / 2 : opts.selector.choice.guided_layers;
+    guide_layer = opts.selector.choice.guide_layer == -1 ? 2 * L / 3 : opts.selector.choice.guide_layer;
+  }
+  std::vector<std::vector<double>> guide(B);
+  bool published = false;
   std::vector<std::int32_t> trace;
   std::uniform_int_distribution<int> tok(2, vocab - 1), coin(0, 5);
   for (int step = 0; step < sc.steps; ++step) {
@@ -119,6 +127,16 @@ std::vector<std::int32_t> run_against_reference(typename Cache::options opts, co
       const auto sel = cache.selection(l);
       for (int s = 0; s < B; ++s) {
         models[l][s].append(st.ids[s], &q[std::size_t(s) * sc.q_heads * sc.dim]);
+        models[l][s].guided = published && l < guided_layers && l != guide_layer;
+        if (models[l][s].guided) models[l][s].guide = guide[std::size_t(s)];
+      }
+      // the guide layer publishes at every step, fallback steps included
+      if (guided_layers > 0 && l == guide_layer) {
+        for (int s = 0; s < B; ++s)
+          guide[std::size_t(s)] = models[l][s].guide_mass(hist, s, &q[std::size_t(s) * sc.q_heads * sc.dim]);
+        published = true;
+      }
+      for (int s = 0; s < B; ++s) {
         for (int h = 0; h < sc.kv_heads; ++h) {
           const int p = s * sc.kv_heads + h;
           std::vector<std::int32_t> got(sel.indices.begin() + sel.indptr[p],

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <set>
 
 #include "sentence_harness.hpp"
 
@@ -101,6 +102,102 @@ TEST_CASE("warmup: the first decode steps after a prefill attend to every retain
     ref::typed_step<float> ts(st);
     again.step(0, ts.args(), ref::out_view(out, 8, 64));
     CHECK(again.selection_nnz(0) == 2 * 601);
+  }
+}
+
+TEST_CASE("cross-layer guidance: guided layers rank sentences by the guide layer's estimated attention shares") {
+  scenario sc;
+  sc.lengths = {900, 333};
+  sc.layers = 4;
+  sc.steps = 24;
+  using C = skv::sentence_kv_lossless<float>;
+  SUBCASE("layers 0-1 follow layer 2's previous step; layer 3 ranks by its own summaries") {
+    auto o = small_options<C>();
+    o.selector.choice.guided_layers = 2;
+    o.selector.choice.guide_layer = 2;
+    const auto traced = run_against_reference<C>(o, sc, true, reference_options(o.selector, o.segmenter));
+    // -1, -1: the first half of the layers (2 of 4) guided by layer 2 * 4 / 3 = 2: the same selections
+    auto automatic = o;
+    automatic.selector.choice.guided_layers = automatic.selector.choice.guide_layer = -1;
+    CHECK(run_against_reference<C>(automatic, sc, true, reference_options(o.selector, o.segmenter)) == traced);
+  }
+  SUBCASE("layer 0 follows layer 1's previous step, layers 2-3 its step; with the pre-filter and a pyramid") {
+    auto o = small_options<C>();
+    o.selector.choice.guided_layers = 4;
+    o.selector.choice.guide_layer = 1;
+    run_against_reference<C>(o, sc, true, reference_options(o.selector, o.segmenter));
+    using P = skv::sentence_kv<float>;
+    auto op = small_options<P>();
+    op.selector.choice.guided_layers = 4;
+    op.selector.choice.guide_layer = 1;
+    op.selector.choice.pyramid_beta = 2;
+    run_against_reference<P>(op, sc, true, reference_options(op.selector, op.segmenter));
+  }
+  SUBCASE("one sequence, no fallback, the last layer guiding") {
+    auto o = small_options<C>();
+    o.selector.choice.fallback = false;
+    o.selector.choice.guided_layers = 3;
+    o.selector.choice.guide_layer = 3;
+    scenario one = sc;
+    one.lengths = {1200};
+    run_against_reference<C>(o, one, true, reference_options(o.selector, o.segmenter));
+  }
+  SUBCASE("every KV head of a guided layer takes the same sentences; a new prefill forgets the guide") {
+    auto o = small_options<C>();
+    o.selector.choice.fallback = false;
+    o.selector.choice.guided_layers = 1;
+    o.selector.choice.guide_layer = 1;
+    C cache({2, 8, 2, 64}, o);
+    std::mt19937 rng(3);
+    auto b = ref::make_batch({900}, 8, 2, 64, 4);
+    b.ids = text_ids(900, 12, rng);
+    ref::typed_batch<float> tb(b);
+    std::vector<float> out(8 * 64);
+    auto heads_agree = [&] { // the two KV heads' selections cover the same sentences
+      const auto sel = cache.selection(0);
+      const auto begins = cache.segment_begins(0, 0);
+      auto sentences = [&](int p) {
+        std::set<std::size_t> s;
+        for (auto i = sel.indptr[p]; i < sel.indptr[p + 1]; ++i) {
+          const auto pos = sel.indices[std::size_t(i)];
+          if (pos < 8 || pos >= begins.back()) continue; // sinks and the newest sentences: by position, not rank
+          s.insert(std::size_t(std::upper_bound(begins.begin(), begins.end(), pos) - begins.begin()));
+        }
+        return s;
+      };
+      return sentences(0) == sentences(1);
+    };
+    for (int round = 0; round < 2; ++round) {
+      for (int l = 0; l < 2; ++l) cache.prefill(l, tb.args());
+      for (int step = 0; step < 3; ++step) {
+        auto st = ref::make_step(1, 8, 2, 64, rng);
+        ref::typed_step<float> ts(st);
+        for (int l = 0; l < 2; ++l) cache.step(l, ts.args(), ref::out_view(out, 8, 64));
+        // step 0 after a prefill: no guide yet, each head ranks by its own keys (random heads disagree)
+        if (step > 0) CHECK(heads_agree());
+        else CHECK_FALSE(heads_agree());
+      }
+    }
+  }
+  SUBCASE("bad input names the option and leaves the cache unbuilt") {
+    auto o = small_options<C>();
+    o.selector.choice.guided_layers = 5;
+    CHECK_THROWS_WITH_AS(
+        C({4, 8, 2, 64}, o),
+        doctest::Contains("argument 'guided_layers' is 5; allowed: in [-1, 4] (0 = off, -1 = the first half)"),
+        skv::invalid_argument);
+    o.selector.choice.guided_layers = -2;
+    CHECK_THROWS_WITH_AS(C({4, 8, 2, 64}, o), doctest::Contains("argument 'guided_layers' is -2; allowed: in [-1, 4]"),
+                         skv::invalid_argument);
+    o.selector.choice.guided_layers = 2;
+    o.selector.choice.guide_layer = 4;
+    CHECK_THROWS_WITH_AS(C({4, 8, 2, 64}, o),
+                         doctest::Contains("argument 'guide_layer' is 4; allowed: -1 (2 * layers / 3) or "),
+                         skv::invalid_argument);
+    CHECK_THROWS_WITH_AS(C({4, 8, 2, 64}, o), doctest::Contains("when guided_layers != 0"), skv::invalid_argument);
+    o.selector.choice.guide_layer = -2;
+    CHECK_THROWS_WITH_AS(C({4, 8, 2, 64}, o), doctest::Contains("argument 'guide_layer' is -2"),
+                         skv::invalid_argument);
   }
 }
 

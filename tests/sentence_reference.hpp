@@ -103,6 +103,9 @@ struct sentence_model {
   bool closed_last = false;
   std::vector<std::vector<std::int32_t>> heavy; // [head] ranks (store indices) of the heavy tokens
   std::int64_t prompt = 0;                      // tokens of the prefill (the warmup counts decode steps past it)
+  //! Cross-layer guidance: when `guided`, sentence s ranks by guide[s] (a sentence past the guide's end: first).
+  bool guided = false;
+  std::vector<double> guide = {};
 
   bool closes(std::int32_t id, std::int64_t len) const {
     if (o.fixed > 0) return len >= o.fixed;
@@ -203,13 +206,74 @@ struct sentence_model {
     return (o.fallback && partial_queries <= o.threshold) || (o.warmup > 0 && n - prompt <= o.warmup);
   }
 
+  //! Ranks [retained rank] of the retained tokens of sentence `s` of KV head `kh`.
+  std::vector<std::int32_t> members_of(int kh, std::size_t s) const {
+    const auto& r = retained[kh];
+    const std::int64_t lo = seg_begin[s], hi = s + 1 < seg_begin.size() ? seg_begin[s + 1] : partial_begin;
+    std::vector<std::int32_t> members;
+    for (std::size_t k = 0; k < r.size(); ++k)
+      if (r[k] >= lo && r[k] < hi) members.push_back(std::int32_t(k));
+    return members;
+  }
+
+  //! A sentence's ranking score for KV head `kh`: its summary against the group's ranking queries `qbar`, summed.
+  double sentence_score(const history& h, int seq, int kh, const std::vector<double>& qbar,
+                        const std::vector<std::int32_t>& members) const {
+    const auto& r = retained[kh];
+    const int G = q_heads / kv_heads;
+    double score = 0;
+    if (o.score) {
+      std::vector<const float*> keys;
+      for (auto k : members) keys.push_back(h.key(seq, r[k], kh));
+      for (int g = 0; g < G; ++g) score += o.score(keys, &qbar[std::size_t(g) * dim], dim);
+      return score;
+    }
+    for (int g = 0; g < G; ++g)
+      for (int d = 0; d < dim; ++d) {
+        double mean = 0, mn = INFINITY, mx = -INFINITY;
+        for (auto k : members) {
+          const double x = h.key(seq, r[k], kh)[d];
+          mean += x;
+          mn = std::min(mn, x);
+          mx = std::max(mx, x);
+        }
+        mean /= double(members.size());
+        const double qd = qbar[std::size_t(g) * dim + d];
+        score += o.minmax ? std::max(qd * mn, qd * mx) : qd * mean;
+      }
+    return score;
+  }
+
+  //! What a guide layer publishes (cross-layer guidance): per closed sentence, its share of each KV head's
+  //! attention estimated from its score and token count -- softmax over sentences of score * scale / group plus
+  //! log(count) -- summed over the KV heads.
+  std::vector<double> guide_mass(const history& h, int seq, const float* current_q) const {
+    std::vector<double> mass(seg_begin.size(), 0.0);
+    const int G = q_heads / kv_heads;
+    for (int kh = 0; kh < kv_heads; ++kh) {
+      const std::vector<double> qbar = ranking_query(kh, current_q);
+      std::vector<double> logit(seg_begin.size(), -INFINITY);
+      double m = -INFINITY;
+      for (std::size_t s = 0; s < seg_begin.size(); ++s) {
+        const auto members = members_of(kh, s);
+        if (members.empty()) continue;
+        logit[s] = sentence_score(h, seq, kh, qbar, members) * scale / G + std::log(double(members.size()));
+        m = std::max(m, logit[s]);
+      }
+      double z = 0;
+      for (double l : logit) z += std::isfinite(l) ? std::exp(l - m) : 0.0;
+      for (std::size_t s = 0; s < seg_begin.size(); ++s)
+        if (std::isfinite(logit[s])) mass[s] += std::exp(logit[s] - m) / z;
+    }
+    return mass;
+  }
+
   //! Positions selected for KV head `kh` under the current state; `current_q` is the step's query.
   std::vector<std::int32_t> select(const history& h, int seq, int kh, const float* current_q) const {
     const auto& r = retained[kh];
     const std::int64_t len = std::int64_t(r.size());
     if (attends_all()) return r;
     if (len <= o.decode_budget()) return r;
-    const int G = q_heads / kv_heads;
     const std::vector<double> qbar = ranking_query(kh, current_q);
     // the newest retained token (the step's own) is always attended: recent counts at least 1
     const std::int64_t recent = std::max(o.recent, 1);
@@ -222,30 +286,11 @@ struct sentence_model {
     };
     std::vector<sent> sents;
     for (std::size_t s = 0; s < seg_begin.size(); ++s) {
-      const std::int64_t lo = seg_begin[s], hi = s + 1 < seg_begin.size() ? seg_begin[s + 1] : partial_begin;
-      std::vector<std::int32_t> members; // ranks of retained tokens in [lo, hi)
-      for (std::int64_t k = 0; k < len; ++k)
-        if (r[k] >= lo && r[k] < hi) members.push_back(std::int32_t(k));
+      const std::vector<std::int32_t> members = members_of(kh, s);
       if (members.empty()) continue;
-      double score = 0;
-      if (o.score) {
-        std::vector<const float*> keys;
-        for (auto k : members) keys.push_back(h.key(seq, r[k], kh));
-        for (int g = 0; g < G; ++g) score += o.score(keys, &qbar[std::size_t(g) * dim], dim);
-      }
-      for (int g = 0; g < G && !o.score; ++g)
-        for (int d = 0; d < dim; ++d) {
-          double mean = 0, mn = INFINITY, mx = -INFINITY;
-          for (auto k : members) {
-            const double x = h.key(seq, r[k], kh)[d];
-            mean += x;
-            mn = std::min(mn, x);
-            mx = std::max(mx, x);
-          }
-          mean /= double(members.size());
-          const double qd = qbar[std::size_t(g) * dim + d];
-          score += o.minmax ? std::max(qd * mn, qd * mx) : qd * mean;
-        }
+      const double score = !guided             ? sentence_score(h, seq, kh, qbar, members)
+                           : s < guide.size() ? guide[s]
+                                              : 2.0 * kv_heads; // closed since the guide published: first
       std::vector<std::int32_t> eligible;
       for (auto k : members)
         if (k >= head && k < len - tail) eligible.push_back(k);

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -61,7 +62,10 @@ public:
   };
 
   explicit kv_cache(const model_shape& shape, const options& opts = {})
-      : shape_(shape), opts_(opts), seg_(opts.segmenter), attention_(memory()) {
+      : shape_(shape), opts_(opts), seg_(opts.segmenter), attention_(memory()),
+        guide_(std::make_unique<detail::layer_guide>()) {
+    skv::bind(guide_->mass, memory().of(tier::fast));
+    skv::bind(guide_->rows, memory().of(tier::fast));
     detail::validate_shape(shape, opts.softmax_scale, "skv::kv_cache");
     if constexpr (projected_summarizer<Sum>)
       detail::require(shape.head_dim % Sum::projection_divisor == 0, "skv::kv_cache", "head_dim", shape.head_dim,
@@ -134,6 +138,9 @@ public:
   //! allocation-free).
   void reset() {
     layers_.clear();
+    guide_->clear();
+    release(guide_->mass);
+    release(guide_->rows);
     for (int l = 0; l < shape_.num_layers; ++l) layers_.emplace_back(opts_.selector, opts_.offloader, init(l));
     last_prefilled_ = -1;
   }
@@ -302,14 +309,15 @@ public:
       m.moved_to_fast += L.offloader.take_moved_bytes(info(l, L.batch, s));
       m.moved_to_slow += std::exchange(L.moved_to_slow, 0);
     }
-    m.fast_bytes += attention_.fast_bytes();
+    m.fast_bytes += attention_.fast_bytes() + guide_->bytes();
     return m;
   }
 
 private:
   tier_resources memory() const { return {opts_.fast_memory, opts_.slow_memory}; }
   policy_init init(int layer) const {
-    return {layer, shape_.num_layers, shape_, int(sizeof(T)), memory(), sketched_summarizer<Sum>, projection_rank()};
+    return {layer,           shape_.num_layers,        shape_, int(sizeof(T)), memory(), sketched_summarizer<Sum>,
+            projection_rank(), guide_.get()};
   }
   layer_info info(int layer, int batch, stream_t s) const {
     return {layer, shape_.num_layers, shape_, batch, softmax_scale(), s};
@@ -413,6 +421,7 @@ private:
   Seg seg_;
   std::vector<layer_t> layers_;
   detail::decode_attention<T> attention_;
+  std::unique_ptr<detail::layer_guide> guide_; //!< on the heap: the layers' policies keep its address across moves
   int last_prefilled_ = -1; //!< the layer prefilled last (layer-reusing selectors read the one before)
 };
 

@@ -12,6 +12,7 @@
 
 #include <skv/backend/stream.hpp>
 #include <skv/backend/tier.hpp>
+#include <skv/detail/layer_guide.hpp>
 #include <skv/tensor.hpp>
 
 #include <cstdint>
@@ -51,6 +52,8 @@ struct policy_init {
   tier_resources memory;           //!< allocate from these (`tier_allocator` / `bind`)
   bool sketched_summaries = false; //!< the segment table keeps int8 sketches (`sketched_summarizer`)
   int projection_rank = 0;         //!< values per segment projection (`projected_summarizer`; 0: none)
+  //! State the layers of one cache share (cross-layer guidance); owned by the cache, null outside one.
+  detail::layer_guide* guide = nullptr;
 };
 
 //! The layer a call works on.

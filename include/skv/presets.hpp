@@ -49,13 +49,15 @@ using sentence_kv = kv_cache<sentence_segmenter,                                
                              host_offloader,                                           // token KV on the slow tier
                              T>;
 
-//! SentenceKV with the pre-filter off: every prompt token stays on the slow tier and can be recalled.
+//! SentenceKV with the pre-filter off: every prompt token stays on the slow tier and can be recalled. skv's rule
+//! beside the official ones: the first half of the layers rank sentences by layer 2 * layers / 3's estimated
+//! attention (cross-layer guidance; `options.selector.choice.guided_layers = 0` turns it off).
 template <storage_type T = bfloat16>
-using sentence_kv_lossless = kv_cache<sentence_segmenter,                                  // sentences
-                                      mean_key_summarizer,                                 // mean key
-                                      composed_selector<keep_all,                          // no pre-filter
-                                                        segment_topk<sentence_kv_choice>>, // top sentences
-                                      host_offloader,                                      // slow tier
+using sentence_kv_lossless = kv_cache<sentence_segmenter,                                           // sentences
+                                      mean_key_summarizer,                                          // mean key
+                                      composed_selector<keep_all,                                   // no pre-filter
+                                                        segment_topk<sentence_kv_lossless_choice>>, // top sentences
+                                      host_offloader,                                               // slow tier
                                       T>;
 
 //! SentenceKV as the paper's figure draws it: no sink, no recent window, no fallback (for ablation).

@@ -160,6 +160,8 @@ bool set_option(Options& o, const std::string& name, const option_value& v) {
   SKV_PY_INT(selector.choice.current_layers, "current_layers")
   SKV_PY_INT(selector.choice.warmup, "warmup")
   SKV_PY_INT(selector.choice.pyramid_beta, "decode_pyramid_beta") // "pyramid_beta" is the retention's
+  SKV_PY_INT(selector.choice.guided_layers, "guided_layers")
+  SKV_PY_INT(selector.choice.guide_layer, "guide_layer")
   if constexpr (requires { o.selector.choice.query; })
     if (name == "query") {
       o.selector.choice.query = enum_option<skv::query_mode>(
@@ -180,7 +182,7 @@ std::vector<std::string> options_of() {
       "factor",        "recent_ratio", "window",     "kernel",     "pyramid_beta",     "reuse_depth",  "unit",
       "head_budgets",  "sink",         "recent",     "fallback",   "length_threshold", "dense_layers", "query",
       "whole_segments", "heavy",        "heavy_window", "current_layers", "warmup",
-      "decode_pyramid_beta"};
+      "decode_pyramid_beta", "guided_layers", "guide_layer"};
   std::vector<std::string> names;
   for (const char* n : all) {
     Options probe;

@@ -251,6 +251,35 @@ def test_warmup_reads_everything_for_the_first_steps():
         skv.Cache("sentence_kv_lossless", 1, QH, KH, D, boundaries=[1], warmup=-1)
 
 
+def test_guided_layers_take_the_guide_layers_sentences():
+    # guided_layers / guide_layer: layers 0-1 rank sentences by layer 2's estimated attention shares, so once layer 2
+    # has ranked (step 1), both guided layers and all their KV heads take the same positions (same sentences, whole
+    # prompt retained) although each layer holds different keys; unguided (guided_layers=0), they differ
+    def run(**guide):
+        cache = skv.Cache("sentence_kv_lossless", 4, QH, KH, D, budget=64, boundaries=[1], sink=4, recent=4,
+                          fallback=False, **guide)
+        for layer in range(4):
+            k, v, q, ids = make_prompt(600, seed=20 + layer)  # same token ids, different keys per layer
+            cache.prefill(layer, k, v, q, ids)
+        g = torch.Generator().manual_seed(3)
+        for _ in range(2):
+            k1, v1, q1 = (torch.randn(1, h, D, generator=g) for h in (KH, KH, QH))
+            for layer in range(4):
+                cache.step(layer, k1, v1, q1, [5])
+        picks = []
+        for layer in range(2):
+            indptr, indices = cache.selection(layer)
+            picks += [indices[int(indptr[h]):int(indptr[h + 1])].tolist() for h in range(KH)]
+        return picks
+
+    guided = run(guided_layers=2, guide_layer=2)
+    assert all(p == guided[0] for p in guided)
+    assert run() == guided  # the preset's default (-1, -1): half of 4 layers, guided by layer 2 * 4 // 3 = 2
+    assert len(set(map(tuple, run(guided_layers=0)))) > 1
+    with pytest.raises(ValueError, match="argument 'guide_layer' is 4; allowed: -1"):
+        skv.Cache("sentence_kv_lossless", 4, QH, KH, D, boundaries=[1], guided_layers=2, guide_layer=4)
+
+
 def test_decode_pyramid_gives_early_layers_more_of_the_budget():
     # decode_pyramid_beta: layer budgets fall with depth (PyramidKV's schedule over sink + recent), mean `budget`
     k, v, q, ids = make_prompt(600, seed=6)

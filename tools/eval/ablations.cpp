@@ -19,6 +19,14 @@ using sentence_kv_bounds =
                   skv::composed_selector<skv::keep_all, skv::segment_topk<skv::sentence_kv_choice>>,
                   skv::host_offloader, T>;
 
+//! `sentence_kv_lossless` before cross-layer guidance became its default: every layer ranks by its own mean keys.
+//! The ablation rows `sentence_kv_lossless+...` measured before then are variants of this type, and stay so.
+template <skv::storage_type T>
+using lossless_unguided =
+    skv::kv_cache<skv::sentence_segmenter, skv::mean_key_summarizer,
+                  skv::composed_selector<skv::keep_all, skv::segment_topk<skv::sentence_kv_choice>>,
+                  skv::host_offloader, T>;
+
 //! SentenceKV without the pre-filter, ranking the sentences first by the mean key projected onto the prompt's
 //! dominant subspace (rank head_dim / 4) and scoring exactly only those that fill twice the budget: the
 //! approximate pre-screen that makes the step flat in the context (docs/policies.md).
@@ -77,6 +85,12 @@ template <int N, class O>
 void split_long(O& o) {
   o.segmenter.max_length = N;
 }
+//! Cross-layer guidance: layers [0, N) rank sentences by layer G's estimated attention shares (-1: automatic).
+template <int G, int N, class O>
+void guide(O& o) {
+  o.selector.choice.guide_layer = G;
+  o.selector.choice.guided_layers = N;
+}
 template <class O>
 void whole_sentences(O& o) {
   o.selector.retention.unit = skv::granularity::segment;
@@ -99,40 +113,50 @@ const std::vector<preset_info>& ablations() {
   static const std::vector<preset_info> all = [] {
     std::vector<preset_info> v;
     v.push_back(
-        variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+current", [](auto& o) { current_query(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+blend", [](auto& o) { blend_query(o); }));
+        variant_of<lossless_unguided>("sentence_kv_lossless+current", [](auto& o) { current_query(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+blend", [](auto& o) { blend_query(o); }));
     v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds+blend", [](auto& o) { blend_query(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+whole", [](auto& o) { whole(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+whole+blend", [](auto& o) {
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+whole", [](auto& o) { whole(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+whole+blend", [](auto& o) {
       whole(o);
       blend_query(o);
     }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+whole", [](auto& o) { whole(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+dense2", [](auto& o) { dense<2>(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+dense8", [](auto& o) { dense<8>(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+heavy16", [](auto& o) { heavy<16>(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+heavy32", [](auto& o) { heavy<32>(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+heavy64", [](auto& o) { heavy<64>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+dense2", [](auto& o) { dense<2>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+dense8", [](auto& o) { dense<8>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+heavy16", [](auto& o) { heavy<16>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+heavy32", [](auto& o) { heavy<32>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+heavy64", [](auto& o) { heavy<64>(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+heavy32", [](auto& o) { heavy<32>(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+current8",
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+current8",
                                                       [](auto& o) { current_early<8>(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+current8+heavy32", [](auto& o) {
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+current8+heavy32", [](auto& o) {
       current_early<8>(o);
       heavy<32>(o);
     }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+warmup16", [](auto& o) { warmup<16>(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+warmup32", [](auto& o) { warmup<32>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+warmup16", [](auto& o) { warmup<16>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+warmup32", [](auto& o) { warmup<32>(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+warmup32", [](auto& o) { warmup<32>(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+pyramid2", [](auto& o) { pyramid<2>(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+pyramid5", [](auto& o) { pyramid<5>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+pyramid2", [](auto& o) { pyramid<2>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+pyramid5", [](auto& o) { pyramid<5>(o); }));
     v.push_back(
-        variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+pyramid20", [](auto& o) { pyramid<20>(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+pyramid5+warmup32", [](auto& o) {
+        variant_of<lossless_unguided>("sentence_kv_lossless+pyramid20", [](auto& o) { pyramid<20>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+pyramid5+warmup32", [](auto& o) {
       pyramid<5>(o);
       warmup<32>(o);
     }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+max16", [](auto& o) { split_long<16>(o); }));
-    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+max32", [](auto& o) { split_long<32>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+max16", [](auto& o) { split_long<16>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless+max32", [](auto& o) { split_long<32>(o); }));
+    v.push_back(variant_of<lossless_unguided>("sentence_kv_lossless-guide", [](auto& o) { unchanged(o); }));
+    v.push_back(
+        variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+guide20x8", [](auto& o) { guide<20, 8>(o); }));
+    v.push_back(
+        variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+guide12x8", [](auto& o) { guide<12, 8>(o); }));
+    v.push_back(
+        variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+guide26x15", [](auto& o) { guide<26, 15>(o); }));
+    v.push_back(variant_of<skv::sentence_kv_lossless>("sentence_kv_lossless+guide20x30",
+                                                      [](auto& o) { guide<20, 30>(o); }));
+    v.push_back(variant_of<skv::sentence_kv>("sentence_kv+guide", [](auto& o) { guide<-1, -1>(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+current", [](auto& o) { current_query(o); }));
     v.push_back(variant_of<skv::sentence_kv>("sentence_kv+sentences", [](auto& o) { whole_sentences(o); }));
     v.push_back(variant_of<sentence_kv_bounds>("sentence_kv_bounds", [](auto& o) { unchanged(o); }));

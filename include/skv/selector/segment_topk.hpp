@@ -46,6 +46,11 @@ struct sentence_kv_choice {
   static constexpr query_mode query = query_mode::partial_mean;
   static constexpr int dense_layers = 0;
 };
+//! skv's lossless SentenceKV: the official rules, and the first half of the layers rank sentences by layer
+//! 2 * layers / 3's estimated attention (cross-layer guidance, `segment_topk::options::guided_layers`).
+struct sentence_kv_lossless_choice : sentence_kv_choice {
+  static constexpr int guided_layers = -1;
+};
 //! SentenceKV as the paper's figure describes it: no sink, no recent window, no fallback.
 struct sentence_kv_paper_choice : sentence_kv_choice {
   static constexpr int sink = 0;
@@ -64,6 +69,14 @@ struct quest_choice {
 };
 
 namespace detail {
+//! `Defaults::guided_layers` where a defaults struct has it, else 0 (no cross-layer guidance).
+template <class Defaults>
+constexpr int default_guided_layers() {
+  if constexpr (requires { Defaults::guided_layers; })
+    return Defaults::guided_layers;
+  else
+    return 0;
+}
 //! The ranking query of one (sequence, query head) row: the current query, the open segment's mean, or their blend.
 struct ranking_query {
   const float* q;
@@ -481,6 +494,77 @@ struct take_segments {
   }
 };
 
+//! Cross-layer guidance, the guide layer, per pair: the largest finite score of a segment holding tokens and the
+//! softmax normaliser over segments, each weighted by its token count: z = sum count * exp((score - m) * scale).
+struct guide_norms {
+  const float* score; //!< laid out by seg_off
+  const std::int64_t* seg_off;
+  const std::int32_t* rows;
+  const std::int32_t* count;
+  float scale;
+  float* mz; //!< [pairs, 2]: m, z
+  SKV_HOST_DEVICE void operator()(std::int64_t p) const {
+    const float* s = score + seg_off[p];
+    const std::int32_t* c = count + seg_off[p];
+    float m = -INFINITY;
+    for (std::int32_t r = 0; r < rows[p]; ++r)
+      if (c[r] > 0 && s[r] > m && s[r] < INFINITY) m = s[r];
+    float z = 0.f;
+    if (m > -INFINITY)
+      for (std::int32_t r = 0; r < rows[p]; ++r)
+        if (c[r] > 0 && s[r] > -INFINITY && s[r] < INFINITY) z += float(c[r]) * std::exp((s[r] - m) * scale);
+    mz[2 * p] = m;
+    mz[2 * p + 1] = z;
+  }
+};
+
+//! The guide layer, per (sequence, segment row): the segment's share of each KV head's estimated attention,
+//! summed over the sequence's heads, into the cache's `layer_guide`.
+struct guide_publish {
+  const float* score;
+  const std::int64_t* seg_off;
+  const std::int32_t* rows;
+  const std::int32_t* count;
+  const float* mz;
+  float scale;
+  int kv_heads;
+  std::int64_t width;
+  float* mass;              //!< [batch, width]
+  std::int32_t* guide_rows; //!< [batch]
+  SKV_HOST_DEVICE void operator()(std::int64_t i) const {
+    const std::int64_t b = i / width, r = i % width;
+    float sum = 0.f;
+    for (int h = 0; h < kv_heads; ++h) {
+      const std::int64_t p = b * kv_heads + h, row = seg_off[p] + r;
+      const float m = mz[2 * p], z = mz[2 * p + 1];
+      if (r < rows[p] && count[row] > 0 && z > 0.f && score[row] > -INFINITY && score[row] < INFINITY)
+        sum += float(count[row]) * std::exp((score[row] - m) * scale) / z;
+    }
+    mass[i] = sum;
+    if (r == 0) guide_rows[b] = rows[b * kv_heads];
+  }
+};
+
+//! A guided layer, per (pair, segment row): the guide's mass as the segment's score (a segment closed since the
+//! guide published ranks first: above any share), -inf for a segment without retained tokens.
+struct guided_scores {
+  const float* mass;
+  const std::int32_t* guide_rows;
+  std::int64_t width;
+  const std::int64_t* seg_off;
+  const std::int32_t* rows;
+  const std::int32_t* count;
+  int kv_heads;
+  std::int64_t max_rows;
+  float* score;
+  SKV_HOST_DEVICE void operator()(std::int64_t i) const {
+    const std::int64_t p = i / max_rows, r = i % max_rows;
+    if (r >= rows[p]) return;
+    const std::int64_t b = p / kv_heads, row = seg_off[p] + r;
+    score[row] = count[row] <= 0 ? -INFINITY : r < guide_rows[b] ? mass[b * width + r] : 2.f * float(kv_heads);
+  }
+};
+
 //! Prefill, per pair: the `heavy` retained tokens in [lo, hi) = [sink, kept - tail) whose prompt rows score highest
 //! in the observation window (ties: the earlier token), as increasing store indices.
 struct pick_heavy {
@@ -654,6 +738,17 @@ public:
     //! being the always-selected sink + recent + heavy tokens): falling linearly with depth, their mean over layers
     //! `budget`, so the fast tier holds what a uniform budget holds. 0: every layer selects `budget` tokens.
     int pyramid_beta = 0;
+    //! skv: cross-layer guidance. Layers [0, `guided_layers`) other than `guide_layer` rank segments by the share of
+    //! attention that layer `guide_layer` estimated for each at its latest selecting step (a softmax over segments
+    //! of its ranking scores, weighted by token counts, summed over its KV heads) instead of by their own summaries:
+    //! in a trained model the early layers' mean keys do not find what a later layer's do (docs/policies.md). Every
+    //! KV head of a guided layer then takes the same segments, within its own budget; a segment closed since the
+    //! guide's step ranks first, and until the guide layer has selected after a prefill a guided layer ranks as
+    //! usual. The guide layer scores exactly (no sketch or pre-screen pruning) and also at fallback steps. Layers are
+    //! expected to step in order (0, 1, ...) on one stream. 0: off; -1: the first half of the layers. A selector
+    //! built outside a `kv_cache` (no `policy_init::guide`) has no layers to share with: off.
+    int guided_layers = detail::default_guided_layers<Defaults>();
+    int guide_layer = -1; //!< the layer whose ranking the guided layers follow; -1: layer 2 * layers / 3
   };
   static constexpr bool needs_summaries = true;
 
@@ -669,6 +764,7 @@ public:
     skv::bind(heavy_, mem);
     skv::bind(heavy_count_, mem);
     skv::bind(qcode_, mem);
+    skv::bind(guide_mz_, mem);
   }
 
   void validate() const {
@@ -692,6 +788,17 @@ public:
     detail::require(o_.dense_layers >= 0, where, "dense_layers", o_.dense_layers, ">= 0");
     detail::require(o_.current_layers >= 0, where, "current_layers", o_.current_layers, ">= 0");
     detail::require(o_.warmup >= 0, where, "warmup", o_.warmup, ">= 0 (0 = off)");
+    detail::require(o_.guided_layers >= -1 && o_.guided_layers <= init_.num_layers, where, "guided_layers",
+                    o_.guided_layers, [&] {
+                      return "in [-1, " + std::to_string(init_.num_layers) + "] (0 = off, -1 = the first half)";
+                    });
+    if (o_.guided_layers != 0) {
+      detail::require(o_.guide_layer >= -1 && o_.guide_layer < init_.num_layers, where, "guide_layer",
+                      o_.guide_layer, [&] {
+                        return "-1 (2 * layers / 3) or " + detail::index_range(init_.num_layers) +
+                               " when guided_layers != 0";
+                      });
+    }
     detail::require(o_.sketch_rows >= 0, where, "sketch_rows", o_.sketch_rows, ">= 0");
     detail::require(o_.prescreen >= 1.f && o_.prescreen <= 1e6f, where, "prescreen", o_.prescreen, "in [1, 1e6]");
   }
@@ -705,6 +812,7 @@ public:
   //! heavy tokens. Waits for its work.
   template <class Src>
   void prepare(const prefill_context<Src>& ctx, const retention_list& keep) {
+    if (guided_layers() > 0 && init_.guide != nullptr) init_.guide->clear(); // a new prompt: the old guide is void
     heavy_pairs_ = 0;
     if (o_.heavy == 0) return;
     const layer_info& li = ctx.info;
@@ -734,7 +842,8 @@ public:
     return allocated_bytes(query_) + allocated_bytes(query_sum_) + allocated_bytes(score_) +
            allocated_bytes(heap_score_) + allocated_bytes(heap_id_) + allocated_bytes(lo_) + allocated_bytes(up_) +
            allocated_bytes(thr_) + allocated_bytes(qcode_) + allocated_bytes(qmeta_) + allocated_bytes(qproj_) + allocated_bytes(qscale_) +
-           allocated_bytes(done_) + allocated_bytes(heavy_) + allocated_bytes(heavy_count_);
+           allocated_bytes(done_) + allocated_bytes(heavy_) + allocated_bytes(heavy_count_) +
+           allocated_bytes(guide_mz_);
   }
   void reserve(const reservation& r) {
     const std::size_t P = std::size_t(r.max_pairs(init_.shape)), D = std::size_t(init_.shape.head_dim);
@@ -760,6 +869,12 @@ public:
       ensure_size(heavy_, P * std::size_t(o_.heavy));
       ensure_size(heavy_count_, P);
     }
+    if (is_guide()) {
+      ensure_size(guide_mz_, 2 * P);
+      const std::size_t rows = std::size_t(std::max<std::int64_t>(1, r.max_segments));
+      ensure_size(init_.guide->mass, std::size_t(r.max_batch) * rows);
+      ensure_size(init_.guide->rows, std::size_t(r.max_batch));
+    }
   }
 
   template <class T, class Sum>
@@ -778,7 +893,10 @@ public:
     ensure_size(heap_score_, std::size_t(P) * heap_width());
     ensure_size(heap_id_, std::size_t(P) * heap_width());
     pruning pruned;
-    if (!all_dense) { // dense layers and fallback steps need no scores
+    const bool guided = !all_dense && is_guided() && init_.guide->batch == li.batch;
+    if (guided) {
+      guided_scores(ctx);
+    } else if (!all_dense || is_guide()) { // dense layers and fallback steps need no scores, except the guide's
       const std::int64_t nq = std::int64_t(li.batch) * li.shape.num_q_heads * D;
       ensure_size(query_, std::size_t(nq));
       parallel_for(std::int64_t(li.batch) * li.shape.num_q_heads,
@@ -786,7 +904,8 @@ public:
                                          li.shape.num_q_heads, D,
                                          init_.layer < o_.current_layers ? query_mode::current : o_.query},
                    li.stream);
-      pruned = score(ctx, out, dense_layer);
+      pruned = score(ctx, out, dense_layer, is_guide());
+      if (is_guide()) publish_guide(ctx);
     }
     parallel_for(P,
                  detail::take_segments{segments_of(ctx, dense_layer), raw(score_), out, o_.whole_segments, pruned.thr,
@@ -795,6 +914,50 @@ public:
   }
 
 private:
+  //! Cross-layer guidance with its automatic values resolved.
+  int guided_layers() const { return o_.guided_layers == -1 ? init_.num_layers / 2 : o_.guided_layers; }
+  int guide_layer() const { return o_.guide_layer == -1 ? 2 * init_.num_layers / 3 : o_.guide_layer; }
+  bool is_guide() const { return guided_layers() > 0 && init_.layer == guide_layer() && init_.guide != nullptr; }
+  bool is_guided() const {
+    return init_.layer < guided_layers() && init_.layer != guide_layer() && init_.guide != nullptr;
+  }
+  //! The guide layer, after scoring: each segment's share of its estimated attention, into the cache's guide.
+  template <class T, class Sum>
+  void publish_guide(const select_context<T, Sum>& ctx) {
+    const layer_info& li = ctx.info;
+    const int P = li.pairs(), H = li.kv_heads();
+    const auto& seg = ctx.segments;
+    std::int64_t width = 1;
+    for (int p = 0; p < P; ++p) width = std::max<std::int64_t>(width, seg.rows_host[std::size_t(p)]);
+    detail::layer_guide& g = *init_.guide;
+    ensure_size(guide_mz_, 2 * std::size_t(P));
+    ensure_size(g.mass, std::size_t(li.batch) * std::size_t(width));
+    ensure_size(g.rows, std::size_t(li.batch));
+    // the score sums the group's query heads: their mean logit is score * softmax_scale / group
+    const float scale = li.softmax_scale / float(li.group());
+    parallel_for(P, detail::guide_norms{raw(score_), seg.offset, seg.rows, seg.count, scale, raw(guide_mz_)},
+                 li.stream);
+    parallel_for(std::int64_t(li.batch) * width,
+                 detail::guide_publish{raw(score_), seg.offset, seg.rows, seg.count, raw(guide_mz_), scale, H, width,
+                                       raw(g.mass), raw(g.rows)},
+                 li.stream);
+    g.width = width;
+    g.batch = li.batch;
+  }
+  //! A guided layer: the guide's shares as this layer's segment scores.
+  template <class T, class Sum>
+  void guided_scores(const select_context<T, Sum>& ctx) {
+    const layer_info& li = ctx.info;
+    const auto& seg = ctx.segments;
+    ensure_size(score_, std::size_t(std::max<std::int64_t>(1, seg.capacity)));
+    std::int64_t max_rows = 0;
+    for (auto r : seg.rows_host) max_rows = std::max<std::int64_t>(max_rows, r);
+    const detail::layer_guide& g = *init_.guide;
+    parallel_for(std::int64_t(li.pairs()) * max_rows,
+                 detail::guided_scores{raw(g.mass), raw(g.rows), g.width, seg.offset, seg.rows, seg.count,
+                                       li.kv_heads(), max_rows, raw(score_)},
+                 li.stream);
+  }
   //! This step attends to everything in this layer: a dense layer, or a warmup step (the sequences of a batch are
   //! prefilled together, so they share the steps since the prefill).
   template <class T, class Sum>
@@ -837,7 +1000,7 @@ private:
   //! projected summarizer and enough segments, the pre-screen selects into `out` the pairs it applies to (`done_`)
   //! and leaves the others' candidates (or all their segments) to the scorer.
   template <class T, class Sum>
-  pruning score(const select_context<T, Sum>& ctx, selection& out, bool dense_layer) {
+  pruning score(const select_context<T, Sum>& ctx, selection& out, bool dense_layer, bool exact = false) {
     const std::int64_t cap = out.capacity;
     const layer_info& li = ctx.info;
     const int P = li.pairs(), G = li.group(), D = li.dim();
@@ -857,7 +1020,7 @@ private:
     const float *up = nullptr, *thr = nullptr;
     const std::int32_t* done = nullptr;
     if constexpr (sketched_summarizer<Sum>) {
-      if (seg.sketch != nullptr && max_rows >= o_.sketch_rows && !o_.whole_segments) {
+      if (seg.sketch != nullptr && max_rows >= o_.sketch_rows && !o_.whole_segments && !exact) {
         const std::size_t rows = std::size_t(std::max<std::int64_t>(1, seg.capacity));
         for (auto* v : {&lo_, &up_}) ensure_size(*v, rows);
         ensure_size(thr_, std::size_t(P));
@@ -876,7 +1039,7 @@ private:
       }
     }
     if constexpr (projected_summarizer<Sum>) {
-      if (seg.projection != nullptr && max_rows >= o_.sketch_rows && !o_.whole_segments) {
+      if (seg.projection != nullptr && max_rows >= o_.sketch_rows && !o_.whole_segments && !exact) {
         const int R = seg.rank;
         ensure_size(lo_, std::size_t(std::max<std::int64_t>(1, seg.capacity)));
         ensure_size(thr_, std::size_t(P));
@@ -928,6 +1091,7 @@ private:
   fast_vector<std::int32_t> done_;           //!< ... and whether it selected the pair
   fast_vector<std::int32_t> heavy_, heavy_count_; //!< [pairs, heavy], [pairs]: the heavy tokens (store indices)
   int heavy_pairs_ = 0;                           //!< pairs they were chosen for at prefill (0: none)
+  fast_vector<float> guide_mz_;                   //!< the guide layer: [pairs, 2] softmax max and normaliser
 };
 
 SKV_NAMESPACE_END
