@@ -368,6 +368,9 @@ private:
     }
     if constexpr (requires { s.choice.sink; }) {
       auto& c = s.choice;
+      // the preset reference ranks every layer by its own summaries: cross-layer guidance (sentence_kv_lossless's
+      // default) is off here; tests/sentence_kv_test.cpp checks it against the SentenceKV reference
+      if constexpr (requires { c.guided_layers; }) c.guided_layers = 0;
       if (f_.ConsumeIntegralInRange<int>(0, 7) != 0) {
         c.sink = pick(wild, 0, 8, -2, 8);
         c.recent = pick(wild, 0, 16, -2, 16);
