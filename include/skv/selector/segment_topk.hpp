@@ -914,6 +914,13 @@ public:
   }
 
 private:
+  //! The most closed segments any pair holds (host copy; no wait).
+  template <class T>
+  static std::int64_t most_rows(const segment_view<T>& seg) {
+    std::int64_t n = 0;
+    for (auto r : seg.rows_host) n = std::max(n, r);
+    return n;
+  }
   //! Cross-layer guidance with its automatic values resolved.
   int guided_layers() const { return o_.guided_layers == -1 ? init_.num_layers / 2 : o_.guided_layers; }
   int guide_layer() const { return o_.guide_layer == -1 ? 2 * init_.num_layers / 3 : o_.guide_layer; }
@@ -927,8 +934,7 @@ private:
     const layer_info& li = ctx.info;
     const int P = li.pairs(), H = li.kv_heads();
     const auto& seg = ctx.segments;
-    std::int64_t width = 1;
-    for (int p = 0; p < P; ++p) width = std::max<std::int64_t>(width, seg.rows_host[std::size_t(p)]);
+    const std::int64_t width = std::max<std::int64_t>(1, most_rows(seg));
     detail::layer_guide& g = *init_.guide;
     ensure_size(guide_mz_, 2 * std::size_t(P));
     ensure_size(g.mass, std::size_t(li.batch) * std::size_t(width));
@@ -950,8 +956,7 @@ private:
     const layer_info& li = ctx.info;
     const auto& seg = ctx.segments;
     ensure_size(score_, std::size_t(std::max<std::int64_t>(1, seg.capacity)));
-    std::int64_t max_rows = 0;
-    for (auto r : seg.rows_host) max_rows = std::max<std::int64_t>(max_rows, r);
+    const std::int64_t max_rows = most_rows(seg);
     const detail::layer_guide& g = *init_.guide;
     parallel_for(std::int64_t(li.pairs()) * max_rows,
                  detail::guided_scores{raw(g.mass), raw(g.rows), g.width, seg.offset, seg.rows, seg.count,
@@ -1014,8 +1019,7 @@ private:
       qs = raw(query_sum_);
       rows_per_pair = 1;
     }
-    std::int64_t max_rows = 0;
-    for (auto r : seg.rows_host) max_rows = std::max(max_rows, r);
+    const std::int64_t max_rows = most_rows(seg);
     if (max_rows == 0) return {};
     const float *up = nullptr, *thr = nullptr;
     const std::int32_t* done = nullptr;
