@@ -12,7 +12,9 @@ fast-tier MiB, seconds per item) between the markers of docs/results.md and one 
 
 OUT (default bench/results/grid) is kept in the repository: the grid takes days of 2-core time, so it grows shard
 by shard, and a fresh clone regenerates the page from it. Complete shards are reused (delete one to rerun it); a
-shard interrupted midway is rerun. A cell with fewer items than --items says so in its heading. Everything is in the
+shard interrupted midway is rerun; a shard that lacks some requested policies runs only those, into
+TASK_CTX.A-B+POLICY.jsonl beside it. When a preset changes behaviour, `--rename sentence_kv_lossless=NAME` first
+files its stored lines under NAME (the name skv-eval gives the old behaviour), so that only the preset reruns. A cell with fewer items than --items says so in its heading. Everything is in the
 command lines the page prints, seed included; another --seed or --haystack gives a fresh, unseen set.
 """
 import argparse
@@ -60,6 +62,9 @@ def parse_args(argv):
     a.add_argument("--kv-dtype", default="float")
     a.add_argument("--max-streams", type=int, default=16)
     a.add_argument("--table-only", action="store_true", help="only write the tables and plots from OUT")
+    a.add_argument("--rename", metavar="OLD=NEW", action="append", default=[],
+                   help="first rename policy OLD to NEW in every stored line (a preset that changed: keep its old "
+                        "lines under the name skv-eval now gives the old behaviour, then rerun only the preset)")
     a.add_argument("--docs", default=os.path.join(ROOT, "docs", "results.md"))
     a.add_argument("--img", default=os.path.join(ROOT, "docs", "img"))
     return a.parse_args(argv)
@@ -81,25 +86,55 @@ def fractions_at(a, ctx):
     return [f for f in a.fractions.split(",") if float(f) * ctx >= a.min_budget]
 
 
-def command(a, task, ctx, haystack, first=None, last=None):
+def command(a, task, ctx, haystack, first=None, last=None, policies=None):
     cmd = [a.eval, "--task", task, "--haystack", haystack, "--length", str(ctx), "--limit", str(a.items),
-           "--seed", str(a.seed), "--policy", a.policies, "--budget-frac", ",".join(fractions_at(a, ctx)),
+           "--seed", str(a.seed), "--policy", policies or a.policies, "--budget-frac", ",".join(fractions_at(a, ctx)),
            "--protocol", a.protocols,
            "--kv-dtype", a.kv_dtype, "--max-streams", str(a.max_streams), "--json", "--no-progress"]
     return cmd + (["--range", f"{first}:{last}"] if first is not None else [])
 
 
-def complete(path, a, ctx):
-    """The shard finished (its summaries are there) and covers every requested policy, fraction and protocol."""
-    if not os.path.exists(path):
-        return False
-    with open(path) as f:
-        have = {(r["protocol"], r["policy"], r["budget_fraction"]) for r in (json.loads(l) for l in f if l.strip())
-                if r.get("summary")}
+def shard_files(a, task, ctx, first, last):
+    """Every finished file of one shard: the first run (TASK_CTX.A-B.jsonl) and the runs that added policies to it
+    later (TASK_CTX.A-B+POLICY[+POLICY...].jsonl)."""
+    stem = f"{task}_{ctx}.{first}-{last}"
+    return [os.path.join(a.out, n) for n in sorted(os.listdir(a.out))
+            if n.endswith(".jsonl") and (n == stem + ".jsonl" or n.startswith(stem + "+"))]
+
+
+def missing_policies(files, a, ctx):
+    """The requested policies some of whose (protocol, fraction) summaries no finished file of the shard holds."""
+    have = set()
+    for path in files:
+        with open(path) as f:
+            have |= {(r["protocol"], r["policy"], r["budget_fraction"]) for r in (json.loads(l) for l in f if l.strip())
+                     if r.get("summary")}
     fractions = [float(x) for x in fractions_at(a, ctx)]
-    want = {(p, pol, None if pol == "full_kv" else fr) for p in a.protocols.split(",")
-            for pol in a.policies.split(",") for fr in fractions}
-    return bool(have) and want <= have
+    return [pol for pol in a.policies.split(",")
+            if any((p, pol, None if pol == "full_kv" else fr) not in have
+                   for p in a.protocols.split(",") for fr in fractions)]
+
+
+def rename_policy(a, old, new):
+    """Give a preset's stored lines another name, e.g. when the preset changed and skv-eval now calls the old
+    behaviour OLD-change: the next run then runs only the preset, and the page shows both."""
+    count = 0
+    for n in sorted(os.listdir(a.out)):
+        if not n.endswith(".jsonl"):
+            continue
+        path = os.path.join(a.out, n)
+        with open(path) as f:
+            rows = [json.loads(l) for l in f if l.strip()]
+        hit = [r for r in rows if r.get("policy") == old]
+        if not hit:
+            continue
+        for r in hit:
+            r["policy"] = new
+        count += len(hit)
+        with open(path + ".tmp", "w") as f:
+            f.writelines(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in rows)
+        os.replace(path + ".tmp", path)
+    print(f"renamed {count} lines of policy {old} to {new} in {a.out}", file=sys.stderr)
 
 
 def run(a):
@@ -125,12 +160,17 @@ def run(a):
                 f.write(" ".join(rel(c) for c in command(a, task, ctx, haystack)) + "\n")
             for first in range(0, a.items, a.shard):
                 last = min(a.items, first + a.shard)
-                path = os.path.join(a.out, f"{task}_{ctx}.{first}-{last}.jsonl")
-                if complete(path, a, ctx):
+                files = shard_files(a, task, ctx, first, last)
+                todo = missing_policies(files, a, ctx)
+                if not todo:
                     continue
-                cmd = command(a, task, ctx, haystack, first, last)
+                # a shard run before a policy joined the grid (or before a preset changed and its old lines were
+                # renamed) gets a second file with only the missing policies; the page merges both
+                name = f"{task}_{ctx}.{first}-{last}" + ("+" + "+".join(todo) if files else "")
+                path = os.path.join(a.out, name + ".jsonl")
+                cmd = command(a, task, ctx, haystack, first, last, ",".join(todo))
                 print("+", " ".join(rel(c) for c in cmd), file=sys.stderr, flush=True)
-                log = os.path.join(a.out, f"{task}_{ctx}.{first}-{last}.log")
+                log = os.path.join(a.out, name + ".log")
                 with open(path + ".tmp", "w") as out, open(log, "w") as err:
                     rc = subprocess.run(cmd, stdout=out, stderr=err).returncode
                 if rc != 0:
@@ -148,7 +188,8 @@ def load_env(out):
     path = os.path.join(out, "env.json")
     if not os.path.exists(path):
         return []
-    env = json.load(open(path))
+    with open(path) as f:
+        env = json.load(f)
     return env["runs"] if "runs" in env else [env]
 
 
@@ -302,10 +343,14 @@ def write_docs(a, rows):
     body.append("\nCommands (one per task and context; `results.py` runs each in shards of items with "
                 "`--range A:B`, which merge into the same set):\n\n```")
     for c in cmds:
-        body.append(open(os.path.join(a.out, c)).read().strip().replace(ROOT + "/", ""))
+        with open(os.path.join(a.out, c)) as f:
+            body.append(f.read().strip().replace(ROOT + "/", ""))
     body.append("```")
     text = "\n".join(body)
-    doc = open(a.docs).read() if os.path.exists(a.docs) else ""
+    doc = ""
+    if os.path.exists(a.docs):
+        with open(a.docs) as f:
+            doc = f.read()
     if BEGIN in doc and END in doc:
         doc = doc[:doc.index(BEGIN) + len(BEGIN)] + "\n" + text + "\n" + doc[doc.index(END):]
     else:
@@ -317,6 +362,11 @@ def write_docs(a, rows):
 
 def main(argv):
     a = parse_args(argv)
+    for r in a.rename:
+        old, sep, new = r.partition("=")
+        if not sep or not old or not new or old == new:
+            sys.exit(f"error: --rename {r!r}: expected OLD=NEW, two different policy names")
+        rename_policy(a, old, new)
     if not a.table_only:
         if not os.access(a.eval, os.X_OK):
             sys.exit(f"error: {a.eval} not built (cmake --build build --target skv-eval)")
