@@ -59,6 +59,10 @@ if ((want_python)); then
     have_py "$m" || want+=("${m//_/-}")
   done
   have_py kvpress || want+=("kvpress==0.5.5")
+  # tools/eval/long_context.py builds Gemma 3's SentencePiece tokenizer from its GGUF (transformers' GGUF conversion
+  # of it splits words the model's own tokenizer keeps whole)
+  have_py sentencepiece || want+=(sentencepiece)
+  have_py google.protobuf || want+=(protobuf)
   if ((${#want[@]})); then
     echo "install-deps: pip install ${want[*]}"
     python3 -m pip install -q "${want[@]}"

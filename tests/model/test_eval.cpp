@@ -716,6 +716,52 @@ TEST_CASE("skv-eval: a generated task end to end, both protocols, with intervals
     fs::remove(hay);
 }
 
+TEST_CASE("skv-eval: --dump-items writes the items another model runs, as the evaluation makes them") {
+    SKV_REQUIRE_MODEL(fx);
+    const auto hay = temp_path("hay.txt");
+    write(hay, synthetic_haystack(150));
+    const auto items = temp_path("items.jsonl");
+    const auto r = run_cli("--task niah_multikey --haystack " + hay.string() + " --length 600 --limit 3 --range 1:3 "
+                           "--seed 5 --dump-items " + items.string());
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    const auto lines = json_lines(slurp(items));
+    REQUIRE(lines.size() == 2);
+    const auto& tok = fx->tok;
+    const se::haystack h(tok, slurp(hay));
+    for (int k = 1; k <= 2; ++k) {
+        const auto& d = lines[std::size_t(k - 1)];
+        CHECK(d["index"] == k);
+        CHECK(d["items_total"] == 3);
+        // the same item as the evaluation generates: same seed and depth, so the same document and answers
+        const auto o = se::item_options(600, 5, k, 3);
+        const auto item = se::generate_item(tok, h, "niah_multikey", o);
+        CHECK(d["item_seed"] == o.seed);
+        CHECK(d["context"] == item.context);
+        CHECK(d["question"] == item.question);
+        CHECK(d["instruction"] == item.instruction);
+        CHECK(d["answer_prefix"] == item.answer_prefix);
+        CHECK(d["outputs"] == item.outputs);
+        CHECK(d["max_new"] == item.max_new);
+        for (const auto& out : item.outputs) CHECK(item.context.find(out) != std::string::npos);
+        // its size in this model's tokens, as the evaluation's prompt (within the generators' tolerance of --length)
+        const auto t = se::tokenize_item(tok, item, sl::smollm_system_prompt);
+        CHECK(d["sized_prompt_tokens"].get<std::size_t>() == t.ids.size());
+        CHECK(std::abs(int(t.ids.size()) - 600) <= 12);
+    }
+    const auto ppl = run_cli("--task ppl --dump-items " + items.string());
+    CHECK(ppl.rc == 1);
+    CHECK_MESSAGE(ppl.err.find("--dump-items " + items.string() + ": only generated tasks have items to write") !=
+                      std::string::npos,
+                  ppl.err);
+    const auto nopolicy = run_cli("--task vt --haystack " + hay.string());
+    CHECK(nopolicy.rc == 1);
+    CHECK_MESSAGE(nopolicy.err.find("--policy: give at least one preset name (full_kv,") != std::string::npos,
+                  nopolicy.err);
+    fs::remove(items);
+    fs::remove(hay);
+}
+
 TEST_CASE("skv-trace: a generated item as skv-eval makes it, the document prefilled, the rest and the answer traced") {
     SKV_REQUIRE_MODEL(fx);
     const auto hay = temp_path("trace_hay.txt");

