@@ -62,6 +62,7 @@ if ((want_python)); then
   # tools/eval/long_context.py builds Gemma 3's SentencePiece tokenizer from its GGUF (transformers' GGUF conversion
   # of it splits words the model's own tokenizer keeps whole)
   have_py sentencepiece || want+=(sentencepiece)
+  have_py matplotlib || want+=(matplotlib)  # the plots of tools/eval/results.py and bench/report.py
   have_py google.protobuf || want+=(protobuf)
   if ((${#want[@]})); then
     echo "install-deps: pip install ${want[*]}"
