@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The full performance run behind docs/perf.md (about 15 minutes on 2 cores):
+# The full performance run behind docs/perf.md (about 26 minutes on 2 cores with every optional part; measured
+# 2026-12-02):
 #   1. build skv-bench (Release, OMP backend, -march=native) in $BUILD (default build/)
 #   2. run it -> bench/results/skv-bench.json (Google Benchmark JSON)
 #   3. run the PyTorch peer (bench/peers/torch_sdpa.py) -> bench/results/torch_sdpa.json (skipped without torch),
