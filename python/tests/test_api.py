@@ -89,6 +89,31 @@ def test_full_kv_equals_sdpa_and_views_are_zero_copy():
     assert indptr.dtype == torch.int32 and indices.dtype == torch.int32 and indptr.tolist() == [0, 201, 402]
 
 
+def test_decode_inputs_in_every_form_give_the_same_step():
+    """The decode path's fast hand-over (DLPack capsules, int32 ids passed through) against the other forms a caller
+    may pass: tensors that require grad, strided views, token ids as a list or an int64 tensor."""
+    k, v, q, ids = make_prompt(300, seed=5)
+    k1, v1, q1 = torch.randn(2, KH, D), torch.randn(2, KH, D), torch.randn(2, QH, D)
+    outs = []
+    for form in range(3):
+        cache = skv.Cache("sentence_kv_lossless", 1, QH, KH, D, budget=96, boundaries=[1])
+        cache.prefill(0, k, v, q, ids, [0, 150, 300])
+        if form == 0:  # the usual: contiguous tensors, int32 ids
+            out = cache.step(0, k1, v1, q1, torch.tensor([3, 1], dtype=torch.int32))
+        elif form == 1:  # autograd leaves and a list of ids
+            out = cache.step(0, k1.clone().requires_grad_(), v1.clone().requires_grad_(), q1.clone().requires_grad_(),
+                             [3, 1])
+        else:  # K/V as views into larger buffers (strided rows), int64 ids
+            kb = torch.zeros(2, 2 * KH, D)
+            vb = torch.zeros(2, 2 * KH, D)
+            kb[:, ::2], vb[:, ::2] = k1, v1
+            out = cache.step(0, kb[:, ::2], vb[:, ::2], q1, torch.tensor([3, 1]))
+        outs.append(out)
+        assert cache.length(0, 0) == 151 and cache.length(0, 1) == 151
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+    assert not outs[1].requires_grad
+
+
 def test_ragged_batch_and_hnd_output():
     k, v, q, ids = make_prompt(150, seed=4)
     cache = skv.Cache("sentence_kv_lossless", 1, QH, KH, D, budget=96, boundaries=[1])
