@@ -71,14 +71,14 @@ def _dl(t: torch.Tensor):
     written in Python; five tensors per step). A CUDA tensor goes as itself: __dlpack__ orders its stream."""
     if t.requires_grad:
         t = t.detach()
-    return to_dlpack(t) if t.device.type == "cpu" else t
+    return to_dlpack(t) if t.is_cpu else t
 
 
 def _ids(x, what: str) -> torch.Tensor:
     """A contiguous int32 CPU tensor of token ids / offsets (lists, numpy arrays and tensors accepted)."""
     if (isinstance(x, torch.Tensor) and x.dtype == torch.int32 and x.device.type == "cpu" and x.dim() == 1
             and x.is_contiguous()):
-        return x.detach() if x.requires_grad else x  # the decode path's usual case, without the copies below
+        return x  # the decode path's usual case, without the copies below (integer tensors carry no grad)
     t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(x)
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise TypeError(f"skv.Cache: argument '{what}' has dtype {t.dtype}; allowed: an integer dtype")
@@ -133,30 +133,14 @@ class Cache:
         self.device = device
 
     def _check_device(self, *tensors):
-        device = tensors[0].device
         if self.device is None:
-            self._bind(device)
-        for t in tensors:
-            if not isinstance(t, torch.Tensor):
-                raise TypeError(f"skv.Cache: expected torch tensors, got {type(t).__name__}")
-            if t.device.type != self.device.type:
-                raise ValueError(f"skv.Cache: a tensor is on {t.device}; allowed: {self.device} (the cache's device)")
-
-    def _decode_args(self, *tensors):
-        """_check_device and _dl in one pass: the decode path's tensors (one call per layer and token)."""
-        if self.device is None:
-            self._check_device(*tensors)
+            self._bind(tensors[0].device)
         on_cpu = self.device.type == "cpu"
-        args = []
         for t in tensors:
             if not isinstance(t, torch.Tensor):
                 raise TypeError(f"skv.Cache: expected torch tensors, got {type(t).__name__}")
-            if not (t.is_cpu if on_cpu else t.is_cuda):
+            if not (t.is_cpu if on_cpu else t.is_cuda):  # flags, not t.device: no device object per call
                 raise ValueError(f"skv.Cache: a tensor is on {t.device}; allowed: {self.device} (the cache's device)")
-            if t.requires_grad:
-                t = t.detach()
-            args.append(to_dlpack(t) if on_cpu else t)
-        return args
 
     # -- the API --------------------------------------------------------------------------------------------------
     def prefill(self, layer: int, k: torch.Tensor, v: torch.Tensor, q: torch.Tensor | None, token_ids,
@@ -177,10 +161,10 @@ class Cache:
         """One decode step of `layer`: append each sequence's new token, select, attend. Returns `out`
         ([batch, num_q_heads, head_dim], allocated when not given). k, v: [batch, num_kv_heads, head_dim];
         q: [batch, num_q_heads, head_dim]; token_ids: [batch] (host)."""
-        kd, vd, qd = self._decode_args(k, v, q)
+        self._check_device(k, v, q)
         if out is None:
             out = torch.empty((q.shape[0], q.shape[1], q.shape[2]), dtype=self.dtype, device=q.device)
-        self._handle.step(layer, kd, vd, qd, _ids(token_ids, "token_ids"), _dl(out))
+        self._handle.step(layer, _dl(k), _dl(v), _dl(q), _ids(token_ids, "token_ids"), _dl(out))
         return out
 
     def _time_steps(self, layer: int, k: torch.Tensor, v: torch.Tensor, q: torch.Tensor, token_ids,
@@ -188,12 +172,14 @@ class Cache:
         """Benchmark hook: `iterations` calls of `step` in a C++ loop (no Python in between, GIL released); returns
         seconds per step. Each call appends a token, as `step` does. bench/python/speed.py uses it as the baseline of
         the Python boundary's cost."""
-        kd, vd, qd = self._decode_args(k, v, q)
-        return self._handle.time_steps(layer, kd, vd, qd, _ids(token_ids, "token_ids"), _dl(out), iterations)
+        self._check_device(k, v, q)
+        return self._handle.time_steps(layer, _dl(k), _dl(v), _dl(q), _ids(token_ids, "token_ids"), _dl(out),
+                                       iterations)
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor, q: torch.Tensor, token_ids) -> None:
         """The first part of `step` alone (the selection and attention can follow with `attend`)."""
-        self._handle.append(layer, *self._decode_args(k, v, q), _ids(token_ids, "token_ids"))
+        self._check_device(k, v, q)
+        self._handle.append(layer, _dl(k), _dl(v), _dl(q), _ids(token_ids, "token_ids"))
 
     def attend(self, layer: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """Attention of the current decode query over the selection (selecting first if needed)."""
