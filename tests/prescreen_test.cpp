@@ -6,8 +6,10 @@
 #include <skv/skv.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <set>
+#include <type_traits>
 
 #include "sentence_harness.hpp"
 
@@ -253,6 +255,46 @@ TEST_CASE("prescreen and the projection's divisor are checked") {
     CHECK(w.find("64") != std::string::npos);
     CHECK(w.find("projection_divisor (3)") != std::string::npos);
   }
+}
+
+TEST_CASE_TEMPLATE("score_projections: every SIMD path scores as the scalar loop, bit for bit", R,
+                   std::integral_constant<int, 16>, std::integral_constant<int, 32>, std::integral_constant<int, 48>,
+                   std::integral_constant<int, 64>, std::integral_constant<int, 128>) {
+  // Pairs with row counts that leave remainders after 16- and 8-row blocks and span more than one work item; codes
+  // over their whole range, [-127, 127] (`project_summary` clamps there: the AVX2 path's 16-bit pair sums and the
+  // VNNI path's c + 128 offset rely on it); empty segments score -inf.
+  constexpr int rank = R::value;
+  using scorer = skv::detail::score_projections<rank>;
+  const std::vector<std::int32_t> rows{1, 15, 17, 40, 300, 529};
+  const int pairs = int(rows.size());
+  std::vector<std::int64_t> seg_off(pairs + 1, 0);
+  for (int p = 0; p < pairs; ++p) seg_off[p + 1] = seg_off[p] + rows[p];
+  const std::int64_t total = seg_off[pairs];
+  std::mt19937 rng(rank);
+  std::uniform_int_distribution<int> byte(-127, 127), small(0, 3);
+  std::uniform_real_distribution<float> sc(1e-3f, 2.f);
+  std::vector<std::int8_t> qcode(std::size_t(pairs) * rank), code(std::size_t(total) * rank);
+  for (auto& c : qcode) c = std::int8_t(byte(rng));
+  for (auto& c : code) c = std::int8_t(byte(rng));
+  for (int d = 0; d < rank; ++d) code[d] = qcode[d] = -127; // the largest dot
+  std::vector<float> qscale(pairs), scale(total), out(total, 0.f);
+  for (auto& x : qscale) x = sc(rng);
+  for (auto& x : scale) x = sc(rng);
+  std::vector<std::int32_t> count(total);
+  for (auto& c : count) c = small(rng); // a quarter empty
+  std::int64_t blocks = 0;
+  for (const auto r : rows) blocks = std::max<std::int64_t>(blocks, (r + scorer::block - 1) / scorer::block);
+  const scorer f{qcode.data(), qscale.data(), code.data(), scale.data(), seg_off.data(),
+                 rows.data(),  count.data(),  out.data(),  blocks};
+  for (std::int64_t item = 0; item < pairs * blocks; ++item) f(item);
+  for (int p = 0; p < pairs; ++p)
+    for (std::int64_t row = seg_off[p]; row < seg_off[p + 1]; ++row) {
+      std::int32_t dot = 0;
+      for (int d = 0; d < rank; ++d) dot += std::int32_t(qcode[p * rank + d]) * std::int32_t(code[row * rank + d]);
+      const float want = count[row] > 0 ? float(dot) * scale[row] * qscale[p] : -INFINITY;
+      INFO("rank ", rank, ", pair ", p, ", row ", row - seg_off[p]);
+      CHECK(std::memcmp(&out[row], &want, sizeof(float)) == 0);
+    }
 }
 
 TEST_CASE("the projections and bases live in the fast tier") {

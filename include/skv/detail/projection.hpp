@@ -157,8 +157,9 @@ struct project_queries {
 };
 
 //! The projected score of every closed segment, a block of rows of a pair per work item: scale_q * scale_row *
-//! (cq . c), the integer dot exact; -inf for a segment without retained tokens (it never competes). With AVX2 (also
-//! in AVX-512 builds), 8 rows at a time, 32 code pairs per multiply-add pair as in the sketch's kernel.
+//! (cq . c), the integer dot exact; -inf for a segment without retained tokens (it never competes). With AVX-512
+//! VNNI, 16 rows at a time (`vnni_block`, ranks 16, 32 and multiples of 64); with AVX2 (also the AVX-512 builds'
+//! other ranks and remainders), 8 rows at a time, 32 code pairs per multiply-add pair as in the sketch's kernel.
 SKV_SIMD_CODE_BEGIN
 template <int R>
 struct score_projections {
@@ -179,6 +180,13 @@ struct score_projections {
     const float qs = qscale[p];
     std::int64_t row = seg_off[p] + r0;
     const std::int64_t end = seg_off[p] + r1;
+#if defined(SKV_HAVE_AVX512) && defined(__AVX512VNNI__)
+    if constexpr (R == 16 || R == 32 || (R % 64 == 0 && R <= 256)) {
+      std::int32_t qsum = 0; // the query codes' sum: the c + 128 offset adds 128 qsum to every dot
+      for (int d = 0; d < R; ++d) qsum += qc[d];
+      for (; row + 16 <= end; row += 16) vnni_block(qc, qsum, qs, row);
+    }
+#endif
 #if defined(__AVX2__) && !defined(__CUDA_ARCH__)
     if constexpr (R % 16 == 0 && R <= 256) { // integer dots below 2^24: exact in float
       for (; row + 8 <= end; row += 8) {
@@ -220,6 +228,54 @@ struct score_projections {
       out[row] = count[row] > 0 ? float(dot) * scale[row] * qs : -INFINITY;
     }
   }
+#if defined(SKV_HAVE_AVX512) && defined(__AVX512VNNI__)
+  //! Two vectors of rows in 2^k blocks each (k = 1: 256 bits a row, k = 2: a whole vector) -> one vector of their
+  //! rows in half as many blocks each, the row order kept: [P0 + P1, P2 + P3, Q0 + Q1, Q2 + Q3].
+  static __m512i halve(__m512i p, __m512i q) {
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(p, q, _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm512_shuffle_i32x4(p, q, _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  //! Rows [row, row + 16): 64 code pairs per VNNI multiply-add -- the row codes made unsigned (c ^ 0x80 = c + 128)
+  //! against the signed query codes, so each dot carries 128 sum_d cq_d, taken off in integers -- the rows'
+  //! partial sums halved down to one 128-bit block per row (`halve`), then the 4 lanes of each block summed by a
+  //! transpose tree. The integer dots are the scalar loop's exactly, and so are the scores (same float products).
+  void vnni_block(const std::int8_t* qc, std::int32_t qsum, float qs, std::int64_t row) const {
+    const __m512i flip = _mm512_set1_epi8(char(0x80));
+    const std::int8_t* c = code + row * R;
+    auto dp = [&](__m512i acc, const std::int8_t* at, __m512i q) {
+      return _mm512_dpbusd_epi32(acc, _mm512_xor_si512(_mm512_loadu_si512(at), flip), q);
+    };
+    __m512i v16[4]; // 4 rows a vector, row m of v16[k] (row 4k + m) in block m
+    if constexpr (R == 16) {
+      const __m512i q = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i*)qc));
+      for (int k = 0; k < 4; ++k) v16[k] = dp(_mm512_setzero_si512(), c + 64 * k, q);
+    } else if constexpr (R == 32) {
+      const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)qc));
+      __m512i v32[8];
+      for (int k = 0; k < 8; ++k) v32[k] = dp(_mm512_setzero_si512(), c + 64 * k, q);
+      for (int k = 0; k < 4; ++k) v16[k] = halve(v32[2 * k], v32[2 * k + 1]);
+    } else {
+      __m512i q[R / 64], v64[16], v32[8];
+      for (int k = 0; k < R / 64; ++k) q[k] = _mm512_loadu_si512(qc + 64 * k);
+      for (int j = 0; j < 16; ++j) {
+        __m512i a = _mm512_setzero_si512();
+        for (int k = 0; k < R / 64; ++k) a = dp(a, c + j * R + 64 * k, q[k]);
+        v64[j] = a;
+      }
+      for (int k = 0; k < 8; ++k) v32[k] = halve(v64[2 * k], v64[2 * k + 1]);
+      for (int k = 0; k < 4; ++k) v16[k] = halve(v32[2 * k], v32[2 * k + 1]);
+    }
+    // per block m: [v16[0], v16[1], v16[2], v16[3]]'s row m summed, i.e. lane 4m + k holds row 4k + m
+    const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(v16[0], v16[1]), _mm512_unpackhi_epi32(v16[0], v16[1]));
+    const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(v16[2], v16[3]), _mm512_unpackhi_epi32(v16[2], v16[3]));
+    const __m512i t = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i dots = _mm512_sub_epi32(_mm512_permutexvar_epi32(order, t), _mm512_set1_epi32(128 * qsum));
+    __m512 s = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dots), _mm512_loadu_ps(scale + row)), _mm512_set1_ps(qs));
+    const __mmask16 empty = _mm512_cmple_epi32_mask(_mm512_loadu_si512(count + row), _mm512_setzero_si512());
+    _mm512_storeu_ps(out + row, _mm512_mask_mov_ps(s, empty, _mm512_set1_ps(-INFINITY)));
+  }
+#endif
 };
 SKV_SIMD_CODE_END
 
