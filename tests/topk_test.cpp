@@ -210,6 +210,38 @@ TEST_CASE("sampled_cut answers for long rankings like a decode step's, with the 
   CHECK(answered >= 36); // the fast path is what runs, not only the radix select behind it
 }
 
+TEST_CASE("sampled_cut widens its margin when the sample overrates the units, and still finds the plain rule's cut") {
+  // The strided sample sits on indices i % stride == 0; here those units score a little higher than the rest, so the
+  // first threshold collects too little weight and the pass must be retried with a wider margin.
+  std::mt19937 rng(23);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  int answered = 0;
+  for (int trial = 0; trial < 40; ++trial) {
+    const int n = 4096 + int(rng() % 8192);
+    const int stride = n / 256; // the CPU's sample of 256 (this test runs on the host)
+    std::vector<float> score(n);
+    std::vector<int> weight(n);
+    for (int i = 0; i < n; ++i) {
+      score[i] = normal(rng) + (i % stride == 0 ? 0.4f : 0.f);
+      weight[i] = 1 + int(rng() % 40);
+    }
+    const std::int64_t budget = 2048;
+    std::vector<float> hs(4 * budget);
+    std::vector<std::int32_t> hi(4 * budget);
+    skv::detail::cut_point cut;
+    const bool ok = skv::detail::sampled_cut(
+        n, skv::detail::scores_at{score.data()}, [&](int i) { return std::int64_t(weight[i]); }, budget,
+        int(hs.size()), hs.data(), hi.data(), cut);
+    answered += ok;
+    if (!ok) continue;
+    const auto want = plain_rule(score, weight, budget);
+    const auto worst = worst_taken(want, score);
+    REQUIRE(cut.id == worst.first);
+    REQUIRE(cut.take == worst.second);
+  }
+  CHECK(answered >= 36);
+}
+
 TEST_CASE("budget_cut ranks infinite scores (masked units); a NaN score leaves the rule to the heap, as -inf") {
   std::mt19937 rng(3);
   for (int trial = 0; trial < 100; ++trial) {
