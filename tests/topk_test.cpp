@@ -179,6 +179,23 @@ TEST_CASE("budget_cut: the histogram cut is the plain rule's, over score distrib
   }
 }
 
+//! Runs `sampled_cut` with a scratch of `cap`; where it answers, its cut must be the plain rule's. Returns whether it
+//! answered.
+bool sampled_cut_matches(const std::vector<float>& score, const std::vector<int>& weight, std::int64_t budget, int cap) {
+  std::vector<float> hs(cap);
+  std::vector<std::int32_t> hi(cap);
+  skv::detail::cut_point cut;
+  const bool ok = skv::detail::sampled_cut(
+      int(score.size()), skv::detail::scores_at{score.data()}, [&](int i) { return std::int64_t(weight[i]); }, budget,
+      cap, hs.data(), hi.data(), cut);
+  if (!ok) return false;
+  const auto want = plain_rule(score, weight, budget);
+  const auto worst = worst_taken(want, score);
+  REQUIRE(cut.id == worst.first);
+  REQUIRE(cut.take == worst.second);
+  return true;
+}
+
 TEST_CASE("sampled_cut answers for long rankings like a decode step's, with the plain rule's cut") {
   std::mt19937 rng(17);
   std::normal_distribution<float> normal(0.f, 3.f);
@@ -194,18 +211,7 @@ TEST_CASE("sampled_cut answers for long rankings like a decode step's, with the 
       weight[i] = empty ? 0 : 1 + int(rng() % (prefiltered ? 4 : 40));
     }
     const std::int64_t budget = 960;
-    std::vector<float> hs(budget + 1);
-    std::vector<std::int32_t> hi(budget + 1);
-    skv::detail::cut_point cut;
-    const bool ok = skv::detail::sampled_cut(
-        n, skv::detail::scores_at{score.data()}, [&](int i) { return std::int64_t(weight[i]); }, budget,
-        int(budget) + 1, hs.data(), hi.data(), cut);
-    answered += ok;
-    if (!ok) continue;
-    const auto want = plain_rule(score, weight, budget);
-    const auto worst = worst_taken(want, score);
-    REQUIRE(cut.id == worst.first);
-    REQUIRE(cut.take == worst.second);
+    answered += sampled_cut_matches(score, weight, budget, int(budget) + 1);
   }
   CHECK(answered >= 36); // the fast path is what runs, not only the radix select behind it
 }
@@ -226,18 +232,7 @@ TEST_CASE("sampled_cut widens its margin when the sample overrates the units, an
       weight[i] = 1 + int(rng() % 40);
     }
     const std::int64_t budget = 2048;
-    std::vector<float> hs(4 * budget);
-    std::vector<std::int32_t> hi(4 * budget);
-    skv::detail::cut_point cut;
-    const bool ok = skv::detail::sampled_cut(
-        n, skv::detail::scores_at{score.data()}, [&](int i) { return std::int64_t(weight[i]); }, budget,
-        int(hs.size()), hs.data(), hi.data(), cut);
-    answered += ok;
-    if (!ok) continue;
-    const auto want = plain_rule(score, weight, budget);
-    const auto worst = worst_taken(want, score);
-    REQUIRE(cut.id == worst.first);
-    REQUIRE(cut.take == worst.second);
+    answered += sampled_cut_matches(score, weight, budget, int(4 * budget));
   }
   CHECK(answered >= 36);
 }

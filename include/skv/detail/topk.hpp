@@ -317,15 +317,7 @@ SKV_HOST_DEVICE bool budget_cut(std::int32_t n, Score score, Weight weight, std:
   if (n <= cap) { // every unit fits the scratch: rank them there (the histograms would cost more than the units)
     int m = 0;
     std::int64_t total = 0;
-    for (std::int32_t i = 0; i < n; ++i) {
-      const float s = score(i);
-      if (s != s) return false;
-      const std::int64_t w = weight(i);
-      if (w <= 0) continue;
-      scratch_score[m] = s;
-      scratch_id[m++] = i;
-      total += w;
-    }
+    if (!collect_at_least(n, score, weight, -INFINITY, cap, scratch_score, scratch_id, m, total)) return false;
     if (total < budget) {
       cut.all = true;
       return true;
