@@ -1,0 +1,1 @@
+build/bin/skv-eval --task niah_multivalue --haystack bench/results/grid/genesis.txt --length 4096 --limit 50 --seed 2026 --policy full_kv,sentence_kv_lossless,sentence_kv,snap_kv,streaming_llm --budget-frac 0.03,0.0625,0.125,0.25 --protocol prefill,question_after --kv-dtype float --max-streams 16 --json --no-progress
