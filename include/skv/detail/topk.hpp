@@ -270,15 +270,15 @@ SKV_HOST_DEVICE bool sampled_cut(std::int32_t n, Score score, Weight weight, std
     si[ms++] = i;
     sampled += w;
   }
-  // the best samples whose own weights, scaled up by `stride`, reach the budget (j of them), plus a margin for the
-  // sampling error: the threshold is the score of the last of them. Should the units at or above it still fall
-  // short of the budget, the margin widens (twice) before the caller's radix select takes over.
   // few units compete (a pre-filter emptied most): rank every unit with a finite score -- the -inf ones, skipped 16
   // at a time, rank below them all
   if (2.0 * ms * stride <= double(cap) &&
       floor_cut(n, score, weight, budget, cap, -FLT_MAX, scratch_score, scratch_id, cut))
     return true;
   if (ms == 0 || double(sampled) * stride < double(budget)) return false;
+  // the best samples whose own weights, scaled up by `stride`, reach the budget (j of them), plus a margin for the
+  // sampling error: the threshold is the score of the last of them. Should the units at or above it still fall
+  // short of the budget, the margin widens (twice) before the caller's radix select takes over.
   cut_point c;
   const int j = select_cut(ss, si, ms, weight, (budget + stride - 1) / stride, c) + 1;
   auto one = [](std::int32_t) -> std::int64_t { return 1; };
